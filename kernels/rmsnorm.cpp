@@ -1,0 +1,16 @@
+#include "kernels/rmsnorm.h"
+
+#include <cmath>
+
+namespace llama_tp::kernels {
+void rmsnorm_cpu(float* out, const float* x, const float* weight, int rows, int dim, float eps) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + size_t(r) * dim;
+    float* o = out + size_t(r) * dim;
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += double(xr[i]) * xr[i];
+    float scale = 1.0f / std::sqrt(float(ss / dim) + eps);
+    for (int i = 0; i < dim; ++i) o[i] = xr[i] * scale * weight[i];
+  }
+}
+}  // namespace llama_tp::kernels

@@ -1,0 +1,7 @@
+#pragma once
+
+namespace llama_tp::kernels {
+// out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight, for r < rows (Llama's RMSNorm).
+// out may alias x.
+void rmsnorm_cpu(float* out, const float* x, const float* weight, int rows, int dim, float eps);
+}  // namespace llama_tp::kernels

@@ -1,0 +1,28 @@
+#pragma once
+// Helpers shared by the test suites: where ../shared is, random inputs, error measures.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace llama_tp::test {
+
+// Folder holding models/ and tokenizers/ (env LLAMA_TP_SHARED, else ../shared beside the checkout).
+std::string shared_dir();
+// shared_dir() + "/" + rel if it exists, else "" (callers GTEST_SKIP with a message naming it).
+std::string shared_path(const std::string& rel);
+// The llama_tp executable built with the tests.
+std::string llama_tp_binary();
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f);
+// ||a-b|| / ||b|| over n elements.
+double rel_error(const float* a, const float* b, size_t n);
+double max_abs_diff(const float* a, const float* b, size_t n);
+
+// Runs a shell command, returns its exit status and captures stdout+stderr.
+struct CommandResult {
+  int exit_code;
+  std::string output;
+};
+CommandResult run_command(const std::string& cmd);
+
+}  // namespace llama_tp::test
