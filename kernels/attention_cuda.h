@@ -1,0 +1,37 @@
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+
+#include "runtime/dtype.h"
+
+namespace llama_tp::kernels {
+// KV cache layout, per layer: [n_kv_heads][max_seq][head_dim] for K and for V, in cache_dtype
+// (f32, f16 or bf16). qkv rows (row_stride floats) hold [q (n_heads heads) | k | v (n_kv_heads
+// heads each)], as in kernels/attention.h.
+
+// Writes the k and v heads of n_tokens qkv rows into the caches at positions pos0.. .
+void kv_append_cuda(void* k_cache, void* v_cache, DType cache_dtype, const float* qkv, int row_stride,
+                    int n_tokens, int n_heads, int n_kv_heads, int head_dim, int pos0, int max_seq,
+                    cudaStream_t stream);
+
+struct AttentionArgs {
+  float* out;        // [n_tokens, n_heads * head_dim]
+  const float* q;    // q part of row t at q + t * q_stride
+  int q_stride;
+  const void* k_cache;
+  const void* v_cache;
+  DType cache_dtype;
+  int n_tokens, n_heads, n_kv_heads, head_dim;
+  int pos0;          // query token t sits at pos0 + t and sees cache positions 0 ..= pos0 + t
+  int max_seq;
+};
+
+// Causal GQA attention, one kernel for prefill and decode: each block takes the query heads of
+// one kv head for a few consecutive tokens (so K/V tiles are read once for all of them) over one
+// slice of the keys. When that leaves the GPU short of blocks (decode, long contexts) the keys
+// are split across blocks (flash-decoding) and a second kernel combines the partial softmaxes.
+// workspace: attention_workspace_bytes(args) bytes of device memory (may be 0 bytes / null).
+size_t attention_workspace_bytes(const AttentionArgs& args);
+void attention_cuda(const AttentionArgs& args, void* workspace, cudaStream_t stream);
+}  // namespace llama_tp::kernels

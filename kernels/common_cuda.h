@@ -1,0 +1,96 @@
+#pragma once
+// Device helpers shared by the CUDA kernels (include from .cu files only): element conversions,
+// 16-byte vector loads, warp/block reductions, and the host-side dispatch from DType to the
+// element type a kernel template is instantiated with.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "runtime/dtype.h"
+#include "runtime/error.h"
+
+namespace llama_tp::kernels {
+
+using bf16 = __nv_bfloat16;
+using f16 = __half;
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+__device__ __forceinline__ float to_f32(f16 x) { return __half2float(x); }
+__device__ __forceinline__ float to_f32(bf16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ __forceinline__ T from_f32(float x);
+template <>
+__device__ __forceinline__ float from_f32<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ f16 from_f32<f16>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ bf16 from_f32<bf16>(float x) { return __float2bfloat16_rn(x); }
+
+// Elements of T in one 16-byte load.
+template <typename T>
+constexpr int kVec = 16 / int(sizeof(T));
+
+// Unpacks 16 bytes holding kVec<T> elements of T into floats.
+__device__ __forceinline__ void unpack(uint4 u, float* f, float) {
+  f[0] = __uint_as_float(u.x), f[1] = __uint_as_float(u.y);
+  f[2] = __uint_as_float(u.z), f[3] = __uint_as_float(u.w);
+}
+__device__ __forceinline__ void unpack(uint4 u, float* f, f16) {
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    float2 p = __half22float2(h[i]);
+    f[2 * i] = p.x, f[2 * i + 1] = p.y;
+  }
+}
+__device__ __forceinline__ void unpack(uint4 u, float* f, bf16) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    float2 p = __bfloat1622float2(h[i]);
+    f[2 * i] = p.x, f[2 * i + 1] = p.y;
+  }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the whole block, returned to every thread. blockDim.x must be a multiple of 32.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  v = warp_sum(v);
+  __syncthreads();  // partial[] may still be read by a previous call
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  v = lane < int(blockDim.x / 32) ? partial[lane] : 0.f;
+  return warp_sum(v);
+}
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+inline int cdiv(int64_t a, int64_t b) { return int((a + b - 1) / b); }
+
+// Calls f(T{}) with T the element type of a floating dtype: float, f16 or bf16.
+template <typename F>
+void dispatch_float(DType t, F&& f) {
+  switch (t) {
+    case DType::F32: f(float{}); return;
+    case DType::F16: f(f16{}); return;
+    case DType::BF16: f(bf16{}); return;
+    default: LLAMA_TP_FAIL("CUDA kernels take f32, f16 or bf16 tensors, not ", dtype_name(t));
+  }
+}
+
+}  // namespace llama_tp::kernels

@@ -1,0 +1,76 @@
+#pragma once
+// The CUDA backend: one GPU, weights in a compute dtype (bf16, f16 or f32), activations in
+// float32, fp32 accumulation everywhere. Every op is queued on one stream that the backend owns
+// (a blocking stream, so Tensor::copy_from/to_floats on the default stream stay ordered with
+// it); no op waits for the GPU. Kernels live in kernels/*.cu.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/backend.h"
+
+struct CUstream_st;     // cudaStream_t is CUstream_st*
+struct cublasContext;   // cublasHandle_t is cublasContext*
+
+namespace llama_tp {
+
+class CudaBackend : public Backend {
+ public:
+  // Selects device_index (cudaSetDevice) and creates the stream and the cuBLAS handle.
+  CudaBackend(DType compute_dtype, int device_index);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  Device device() const override { return Device::CUDA; }
+  std::string name() const override;  // "cuda:0 (NVIDIA H100 80GB HBM3, bf16)"
+
+  Tensor upload_weight(const Tensor& host) override;
+  Tensor alloc(std::vector<int64_t> shape, DType dtype) override;
+  DType kv_dtype() const override { return compute_dtype_; }
+
+  void embedding(Tensor& out, const Tensor& table, const Tensor& ids) override;
+  void rmsnorm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) override;
+  void linear(Tensor& out, const Tensor& x, const Tensor& w) override;
+  // inv_freq: float32, on the device or the host (a host one is copied once and cached).
+  void rope_qk(Tensor& qkv, const AttentionShape& shape, int pos0, const Tensor& inv_freq) override;
+  void kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv, const AttentionShape& shape,
+                 int pos0) override;
+  void attention(Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
+                 const AttentionShape& shape, int pos0) override;
+  void swiglu(Tensor& out, const Tensor& gate_up) override;
+  void add(Tensor& x, const Tensor& y) override;
+  void synchronize() override;
+
+  // ---- CUDA-only ops and accessors ----
+  // x += residual, then out = rmsnorm(x) * weight, in one kernel. out must not alias x.
+  void add_rmsnorm(Tensor& out, Tensor& x, const Tensor& residual, const Tensor& weight, float eps);
+  // ids[r] = argmax of logits row r (i32 [rows] on the device; first index on ties).
+  void argmax(Tensor& ids, const Tensor& logits);
+  // out = in converted to out's dtype (f32, f16, bf16; same element count).
+  void cast(Tensor& out, const Tensor& in);
+  // Which kernel linear() uses: Auto picks the GEMV for one token and cuBLAS otherwise.
+  enum class LinearAlgo { Auto, Gemv, Cublas };
+  void linear_with(Tensor& out, const Tensor& x, const Tensor& w, LinearAlgo algo);
+
+  void* stream() const;  // the cudaStream_t every op runs on (for the NCCL communicator)
+  int device_index() const { return device_index_; }
+  DType compute_dtype() const { return compute_dtype_; }
+
+ private:
+  void* workspace(size_t nbytes);  // scratch on the stream, grown stream-ordered when too small
+
+  DType compute_dtype_;
+  int device_index_;
+  CUstream_st* stream_ = nullptr;
+  cublasContext* cublas_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  Tensor inv_freq_device_;          // device copy of a host inv_freq passed to rope_qk
+  std::vector<float> inv_freq_host_;
+};
+
+// compute_dtype: f32, f16 or bf16; device_index: a visible CUDA device.
+std::unique_ptr<Backend> make_cuda_backend(DType compute_dtype, int device_index);
+
+}  // namespace llama_tp
