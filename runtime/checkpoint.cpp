@@ -77,7 +77,12 @@ Checkpoint open_checkpoint(const std::string& path) {
   std::error_code ec;
   const fs::path p(path);
   LLAMA_TP_CHECK(fs::exists(p, ec), "model path ", path, " does not exist.");
-  if (fs::is_directory(p, ec)) return open_hf(path, "");
+  if (fs::is_directory(p, ec)) {
+    LLAMA_TP_CHECK(fs::exists(p / "config.json"), "no config.json in ", path,
+                   ": pass a Hugging Face model folder (config.json + *.safetensors) or a llama2.c "
+                   ".bin checkpoint file itself.");
+    return open_hf(path, "");
+  }
 
   const std::string ext = p.extension().string();
   if (ext == ".bin") {
