@@ -30,7 +30,7 @@ class Llama2cSource : public WeightSource {
   TensorInfo info(const std::string& name) const override;
   Tensor read_block(const std::string& name, int64_t row0, int64_t n_rows, int64_t col0,
                     int64_t n_cols, DType out) const override;
-  std::string describe(const std::string& name) const override { return file_.path(); }
+  std::string describe(const std::string& /*name*/) const override { return file_.path(); }
 
  private:
   struct Entry {

@@ -328,6 +328,33 @@ TEST(RopeInvFreq, Llama3MatchesFormula) {
   }
 }
 
+// Bit-for-bit values printed by transformers 5.17 / torch 2.11 (CPU, float32):
+// ROPE_INIT_FUNCTIONS["llama3" | "default"] for these head_dim / theta / factor settings.
+TEST(RopeInvFreq, MatchesTorchBitForBit) {
+  auto llama3 = [](int64_t hd, double theta, double factor) {
+    ModelConfig c = rope_config(hd, theta);
+    c.rope.type = "llama3";
+    c.rope.factor = factor;
+    c.rope.low_freq_factor = 1.0;
+    c.rope.high_freq_factor = 4.0;
+    c.rope.original_max_position_embeddings = 8192;
+    return rope_inv_freq(c);
+  };
+  EXPECT_EQ(llama3(16, 500000.0, 32.0), (std::vector<float>{
+      0x1p+0f, 0x1.8d276p-3f, 0x1.34119p-5f, 0x1.ddee9ep-8f, 0x1.c26c4p-12f, 0x1.1f91fp-17f,
+      0x1.be2188p-20f, 0x1.5a0f4ep-22f}));
+  EXPECT_EQ(llama3(64, 500000.0, 32.0), (std::vector<float>{
+      0x1p+0f, 0x1.53c38cp-1f, 0x1.c2ef78p-2f, 0x1.2b3dc6p-2f, 0x1.8d276p-3f, 0x1.078d4p-3f,
+      0x1.5dc95ap-4f, 0x1.d03ccep-5f, 0x1.34119p-5f, 0x1.98de92p-6f, 0x1.0f5386p-6f, 0x1.681adap-7f,
+      0x1.ddee9ep-8f, 0x1.3d2804p-8f, 0x1.a4ee4p-9f, 0x1.524f36p-10f, 0x1.c26c4p-12f, 0x1.9731eep-14f,
+      0x1.46831ap-16f, 0x1.b15902p-17f, 0x1.1f91fp-17f, 0x1.7da9e8p-18f, 0x1.fa8b86p-19f, 0x1.5024d6p-19f,
+      0x1.be2188p-20f, 0x1.280d96p-20f, 0x1.88ec2p-21f, 0x1.04be68p-21f, 0x1.5a0f4ep-22f, 0x1.cb4a9ap-23f,
+      0x1.30c94ep-23f, 0x1.94836p-24f}));
+  EXPECT_EQ(rope_inv_freq(rope_config(16, 10000.0)), (std::vector<float>{
+      0x1p+0f, 0x1.43d136p-2f, 0x1.99999ap-4f, 0x1.030dc6p-5f, 0x1.47ae14p-7f, 0x1.9e7c7p-9f,
+      0x1.0624dep-10f, 0x1.4b96cp-12f}));
+}
+
 TEST(RopeInvFreq, Llama3TinyModelBands) {
   SKIP_WITHOUT("models/tiny-llama3/config.json");
   ModelConfig c = load_shared("models/tiny-llama3");
