@@ -40,4 +40,7 @@ class Communicator {
   virtual void synchronize() {}
 };
 
+// Throws unless all_reduce_sum can add tensors of this dtype (f32, f16, bf16).
+void check_all_reduce_dtype(DType dtype);
+
 }  // namespace llama_tp

@@ -67,8 +67,7 @@ MpiCommunicator::~MpiCommunicator() {
 
 void MpiCommunicator::all_reduce_sum(Tensor& t) {
   DType dtype = t.dtype();
-  LLAMA_TP_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16,
-                 "all_reduce_sum supports f32, f16 and bf16 tensors, not ", dtype_name(dtype));
+  check_all_reduce_dtype(dtype);
   size_t count = size_t(t.numel());
   if (count == 0) return;
   if (t.device() == Device::CPU) {

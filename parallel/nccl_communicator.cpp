@@ -16,12 +16,8 @@ namespace llama_tp {
 namespace {
 
 ncclDataType_t nccl_type(DType dtype) {
-  switch (dtype) {
-    case DType::F32: return ncclFloat32;
-    case DType::F16: return ncclFloat16;
-    case DType::BF16: return ncclBfloat16;
-    default: LLAMA_TP_FAIL("all_reduce_sum supports f32, f16 and bf16 tensors, not ", dtype_name(dtype));
-  }
+  check_all_reduce_dtype(dtype);
+  return dtype == DType::F32 ? ncclFloat32 : dtype == DType::F16 ? ncclFloat16 : ncclBfloat16;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "parallel/shard_plan.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "runtime/error.h"

@@ -11,7 +11,7 @@ class SingleCommunicator final : public Communicator {
   int size() const override { return 1; }
   std::string name() const override { return "single"; }
 
-  void all_reduce_sum(Tensor& t) override {}
+  void all_reduce_sum(Tensor& t) override { check_all_reduce_dtype(t.dtype()); }
   void broadcast(void* data, size_t nbytes, int root) override;
   void gather(const void* send, size_t send_bytes, void* recv, const std::vector<size_t>& recv_bytes,
               int root) override;
