@@ -55,6 +55,7 @@ class Model {
   const ShardPlan& plan() const { return plan_; }
   const ModelWeights& weights() const { return weights_; }
   const KvCache& kv_cache() const { return kv_; }
+  DType kv_cache_dtype() const { return backend_.kv_dtype(); }
   int max_seq() const { return max_seq_; }
   Backend& backend() { return backend_; }
 
