@@ -27,10 +27,20 @@ class Communicator {
   // Broadcast bytes of host memory from root to every rank.
   virtual void broadcast(void* data, size_t nbytes, int root) = 0;
   // Gathers each rank's host bytes to root, concatenated in rank order; counts may differ per
-  // rank (recv_bytes[r] is what rank r sends). recv is only written on root.
+  // rank (recv_bytes[r] is what rank r sends). Every rank passes the same recv_bytes (one entry
+  // per rank), so that all ranks agree on how the transfer is split. recv is only written on
+  // root (other ranks may pass nullptr).
   virtual void gather(const void* send, size_t send_bytes, void* recv,
                       const std::vector<size_t>& recv_bytes, int root) = 0;
   virtual void barrier() = 0;
+  // Blocks until every collective this communicator has enqueued is complete, and throws (never
+  // hangs) if a peer failed. nccl enqueues all-reduces on the compute stream and returns at
+  // once, so call this before the host reads their results; host collectives (mpi, single)
+  // complete before they return, so for them this does nothing.
+  virtual void synchronize() {}
 };
+
+// Throws unless all_reduce_sum can add tensors of this dtype (f32, f16, bf16).
+void check_all_reduce_dtype(DType dtype);
 
 }  // namespace llama_tp

@@ -7,6 +7,7 @@
 // Weights are [out_features, in_features] in the dtype the backend chose in upload_weight().
 // All ops are asynchronous on the backend's stream; synchronize() waits for them.
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,11 @@ class Backend {
   virtual void add(Tensor& x, const Tensor& y) = 0;
   // Waits for all queued work.
   virtual void synchronize() = 0;
+  // The backend's native stream (cudaStream_t on CUDA) for communicators that enqueue on it;
+  // nullptr where there is none.
+  virtual void* native_stream() { return nullptr; }
+  // Bytes of device memory free and in total (0, 0 where not meaningful, e.g. the CPU).
+  virtual std::pair<size_t, size_t> memory_info() { return {0, 0}; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -142,7 +142,7 @@ void Tensor::copy_from(const Tensor& src) {
 
 std::vector<float> Tensor::to_floats() const {
   Tensor host = device_ == Device::CPU ? *this : to(Device::CPU);
-  std::vector<float> out(size_t(numel()));
+  std::vector<float> out(static_cast<size_t>(numel()));
   convert_to_f32(host.data_, dtype_, out.data(), out.size());
   return out;
 }

@@ -46,4 +46,12 @@ struct Checkpoint {
 // Opens a Hugging Face folder (config.json + *.safetensors) or a llama2.c .bin file.
 Checkpoint open_checkpoint(const std::string& path);
 
+// Checks that `weights` holds every tensor a Llama model of `config` reads, each with the
+// shape the config implies and a float dtype (f32/f16/bf16); lm_head only when the
+// embeddings are not tied. Throws naming the tensor, its file, and the expected and actual
+// shapes; `config_name` (e.g. the config.json path) says where the expectation came from.
+// open_checkpoint calls it.
+void validate_llama_weights(const ModelConfig& config, const WeightSource& weights,
+                            const std::string& config_name = "the model config");
+
 }  // namespace llama_tp

@@ -1,6 +1,9 @@
 #include "test_util.h"
 
+#include <chrono>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -46,15 +49,33 @@ double max_abs_diff(const float* a, const float* b, size_t n) {
 }
 
 CommandResult run_command(const std::string& cmd) {
-  CommandResult r{-1, {}};
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  CommandResult r{-1, {}, {}, 0};
+  const std::string err_file = make_temp_dir("cmd") + "/stderr";
+  const auto t0 = std::chrono::steady_clock::now();
+  FILE* p = popen(("(" + cmd + ") 2>" + err_file).c_str(), "r");
   if (!p) return r;
   char buf[4096];
   size_t got;
   while ((got = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, got);
   int status = pclose(p);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream f(err_file);
+  r.errors.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
   return r;
+}
+
+std::string mpirun(int n_ranks) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + std::string(LLAMA_TP_MPIEXEC) +
+         " --oversubscribe -np " + std::to_string(n_ranks) + " ";
+}
+
+std::string make_temp_dir(const std::string& tag) {
+  std::string pattern = (std::filesystem::temp_directory_path() / ("llama_tp_" + tag + "_XXXXXX")).string();
+  std::vector<char> buf(pattern.begin(), pattern.end());
+  buf.push_back(0);
+  if (!mkdtemp(buf.data())) return std::filesystem::temp_directory_path().string();
+  return buf.data();
 }
 
 }  // namespace llama_tp::test

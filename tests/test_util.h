@@ -18,11 +18,17 @@ std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float
 double rel_error(const float* a, const float* b, size_t n);
 double max_abs_diff(const float* a, const float* b, size_t n);
 
-// Runs a shell command, returns its exit status and captures stdout+stderr.
+// Runs a shell command, returns its exit status, its stdout and its stderr.
 struct CommandResult {
   int exit_code;
-  std::string output;
+  std::string output;  // stdout
+  std::string errors;  // stderr
+  double seconds;
 };
 CommandResult run_command(const std::string& cmd);
+// "mpirun -np N --oversubscribe" (allowed as root), ready to prefix a command.
+std::string mpirun(int n_ranks);
+// A fresh empty directory under the system temp dir.
+std::string make_temp_dir(const std::string& tag);
 
 }  // namespace llama_tp::test

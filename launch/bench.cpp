@@ -1,0 +1,157 @@
+#include "launch/bench.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "launch/distributed_model.h"
+#include "runtime/error.h"
+
+namespace llama_tp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Stats {
+  double mean = 0, stddev = 0;
+};
+
+Stats stats_of(const std::vector<double>& v) {
+  Stats s;
+  for (double x : v) s.mean += x;
+  s.mean /= double(v.size());
+  for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
+  s.stddev = v.size() > 1 ? std::sqrt(s.stddev / double(v.size() - 1)) : 0;
+  return s;
+}
+
+// Device copy bandwidth (bytes read + written per second), as the peers' tools report it.
+double measure_copy_bandwidth_gbs(Backend& backend) {
+  const int64_t n = backend.device() == Device::CPU ? (int64_t(1) << 26) : (int64_t(1) << 30);
+  Tensor a = backend.alloc({n}, DType::I8), b = backend.alloc({n}, DType::I8);
+  b.copy_from(a);  // warm-up
+  const int reps = 10;
+  auto t0 = Clock::now();
+  for (int i = 0; i < reps; ++i) b.copy_from(a);
+  backend.synchronize();
+  double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return 2.0 * double(n) * reps / s / 1e9;
+}
+
+std::vector<int32_t> random_tokens(int n, int64_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> pick(0, int32_t(std::min<int64_t>(vocab, 32000) - 1));
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = pick(rng);
+  return t;
+}
+
+struct Row {
+  std::string test;
+  int n_prompt = 0, n_gen = 0, depth = 0;
+  Stats tps;
+  double gbs = 0, pct = 0;
+};
+
+}  // namespace
+
+double decode_bytes_per_token(const Model& model, int depth) {
+  const ModelWeights& w = model.weights();
+  double bytes = double(w.nbytes() - w.embedding.nbytes());
+  const ModelConfig& c = model.config();
+  const double kv_row = double(model.plan().n_kv_heads_local) * c.head_dim * dtype_size(model.kv_cache_dtype());
+  bytes += 2.0 * kv_row * c.n_layers * depth;
+  return bytes;
+}
+
+void run_bench(Engine& e, const Options& o) {
+  DistributedModel dm(*e.model, *e.comm);
+  if (e.ranks.rank != 0) {
+    dm.serve();
+    return;
+  }
+  struct Finish {
+    DistributedModel& dm;
+    ~Finish() {
+      if (std::uncaught_exceptions() == 0) dm.finish();
+    }
+  } finish{dm};
+
+  const ModelConfig& c = e.checkpoint.config;
+  const int ctx = e.model->max_seq();
+  double bandwidth = o.bandwidth_gbs > 0 ? o.bandwidth_gbs : measure_copy_bandwidth_gbs(*e.backend);
+  std::vector<Row> rows;
+
+  for (int p : o.bench_prompt) {
+    if (p == 0) continue;
+    LLAMA_TP_CHECK(p <= ctx, "bench -p ", p, " exceeds the context size ", ctx, " (raise --ctx-size)");
+    std::vector<int32_t> tokens = random_tokens(p, c.vocab_size, 1);
+    dm.step_argmax(tokens, 0);  // warm-up
+    std::vector<double> tps;
+    for (int r = 0; r < o.bench_reps; ++r) {
+      auto t0 = Clock::now();
+      dm.step_argmax(tokens, 0);
+      tps.push_back(p / std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    rows.push_back({"pp" + std::to_string(p), p, 0, 0, stats_of(tps), 0, 0});
+  }
+  for (int n : o.bench_gen) {
+    for (int d : o.bench_depth) {
+      if (n == 0) continue;
+      LLAMA_TP_CHECK(d + n + 1 <= ctx, "bench -n ", n, " at depth ", d, " needs ", d + n + 1,
+                     " positions but the context size is ", ctx, " (raise --ctx-size)");
+      std::vector<int32_t> fill = random_tokens(std::max(d, 1), c.vocab_size, 2);
+      std::vector<double> tps;
+      for (int r = 0; r <= o.bench_reps; ++r) {  // the first run warms up
+        int32_t next = dm.step_argmax(fill, 0);
+        int pos = int(fill.size());
+        auto t0 = Clock::now();
+        for (int i = 0; i < n; ++i) next = dm.step_argmax({next}, pos++);
+        double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        if (r > 0) tps.push_back(n / s);
+      }
+      Row row{"tg" + std::to_string(n) + (d ? "@d" + std::to_string(d) : ""), 0, n, d, stats_of(tps), 0, 0};
+      // Average depth over the run: the cache grows from d to d + n.
+      const double bytes = decode_bytes_per_token(*e.model, d + n / 2);
+      row.gbs = bytes * row.tps.mean / 1e9;
+      row.pct = 100.0 * row.gbs / bandwidth;
+      rows.push_back(row);
+    }
+  }
+
+  const std::string dtype = dtype_name(e.model->weights().layers.at(0).wqkv.dtype());
+  const std::string model_name = e.checkpoint.path;
+  if (o.bench_output == "json") {
+    nlohmann::json j;
+    j["model"] = model_name;
+    j["config"] = c.summary();
+    j["backend"] = e.backend->name();
+    j["tp"] = e.ranks.world;
+    j["dtype"] = dtype;
+    j["bandwidth_gbs"] = bandwidth;
+    j["weight_bytes_per_rank"] = e.model->weights().nbytes();
+    for (const Row& r : rows)
+      j["results"].push_back({{"test", r.test}, {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"depth", r.depth},
+                              {"tokens_per_s", r.tps.mean}, {"stddev", r.tps.stddev}, {"gbs", r.gbs},
+                              {"percent_of_bandwidth", r.pct}});
+    std::cout << j.dump(2) << std::endl;
+    return;
+  }
+  std::printf("| model | backend | tp | dtype | test | t/s | GB/s | %% of %.0f GB/s |\n", bandwidth);
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (const Row& r : rows) {
+    char bw[64] = "", pct[32] = "";
+    if (r.n_gen) {
+      std::snprintf(bw, sizeof bw, "%.0f", r.gbs);
+      std::snprintf(pct, sizeof pct, "%.1f%%", r.pct);
+    }
+    std::printf("| %s | %s | %d | %s | %s | %.2f ± %.2f | %s | %s |\n", model_name.c_str(), e.backend->name().c_str(),
+                e.ranks.world, dtype.c_str(), r.test.c_str(), r.tps.mean, r.tps.stddev, bw, pct);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace llama_tp

@@ -1,0 +1,117 @@
+#include "launch/engine.h"
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include "parallel/make_communicator.h"
+#include "runtime/dummy_weights.h"
+#include "runtime/error.h"
+#ifdef LLAMA_TP_CUDA
+#include "runtime/backend_cuda.h"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace llama_tp {
+
+Checkpoint open_model(const Options& o) {
+  if (auto shape = named_model_shape(o.model)) return dummy_checkpoint(*shape, o.model + " (random weights)");
+  LLAMA_TP_CHECK(fs::exists(o.model), "model '", o.model, "' not found: give a model folder, a llama2.c .bin file or a shape (",
+                 [] {
+                   std::string s;
+                   for (const auto& n : named_model_shapes()) s += (s.empty() ? "" : ", ") + n;
+                   return s;
+                 }(), ")");
+  if (o.load_format == "dummy") {
+    fs::path dir = fs::is_directory(o.model) ? fs::path(o.model) : fs::path(o.model).parent_path();
+    return dummy_checkpoint(ModelConfig::from_hf_dir(dir.string()), o.model + " (random weights)");
+  }
+  return open_checkpoint(o.model);
+}
+
+std::string find_tokenizer(const std::string& model_path) {
+  if (named_model_shape(model_path) || !fs::exists(model_path)) return "";
+  fs::path dir = fs::is_directory(model_path) ? fs::path(model_path) : fs::path(model_path).parent_path();
+  if (dir.empty()) dir = ".";
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"})
+    if (fs::exists(dir / name)) return (dir / name).string();
+  // llama2.c ships tokenizers as tok<N>.bin beside the checkpoint.
+  if (!fs::is_directory(model_path))
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      const std::string f = entry.path().filename().string();
+      if (f.rfind("tok", 0) == 0 && entry.path().extension() == ".bin" && entry.path() != fs::path(model_path))
+        return entry.path().string();
+    }
+  return "";
+}
+
+void log_line(const Engine& e, const std::string& line, bool all_ranks, bool verbose) {
+  if (e.ranks.rank == 0 || (all_ranks && verbose)) {
+    std::string prefix = e.ranks.world > 1 && all_ranks ? "[rank " + std::to_string(e.ranks.rank) + "] " : "";
+    std::cerr << prefix << line << std::endl;
+  }
+}
+
+namespace {
+
+DType compute_dtype(const Options& o, const ModelConfig& c) {
+  if (o.dtype != "auto") return parse_dtype(o.dtype);
+  return c.dtype;
+}
+
+std::unique_ptr<Backend> make_backend(const Options& o, const ModelConfig& c, const RankInfo& ranks, int& gpu) {
+  std::string kind = o.backend;
+  if (kind == "auto") kind = cuda_available() ? "cuda" : "cpu";
+  if (kind == "cpu") return make_cpu_backend();
+#ifdef LLAMA_TP_CUDA
+  LLAMA_TP_CHECK(cuda_available(), "--backend cuda: no CUDA GPU is visible to rank ", ranks.rank);
+  gpu = choose_gpu(ranks.local_rank, o.gpu);
+  return make_cuda_backend(compute_dtype(o, c), gpu);
+#else
+  LLAMA_TP_FAIL("--backend cuda: this llama_tp was built without CUDA (configure with -DLLAMA_TP_CUDA=ON)");
+#endif
+}
+
+}  // namespace
+
+Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Engine e;
+  e.ranks = ranks;
+  e.checkpoint = open_model(o);
+  const ModelConfig& c = e.checkpoint.config;
+  // The plan is checked before anything is allocated, so a bad tensor-parallel size fails fast.
+  ShardPlan plan = ShardPlan::make(c, ranks.world, ranks.rank);
+  e.backend = make_backend(o, c, ranks, e.gpu);
+  e.comm = make_communicator(o.comm, e.backend->device(), e.backend->native_stream());
+  LLAMA_TP_CHECK(e.comm->size() == ranks.world, "communicator size ", e.comm->size(), " differs from the MPI world ", ranks.world);
+
+  int ctx = o.ctx_size > 0 ? o.ctx_size : int(std::min<int64_t>(c.max_seq_len > 0 ? c.max_seq_len : 4096, 4096));
+  if (o.ctx_size > 0 && c.max_seq_len > 0 && o.ctx_size > c.max_seq_len)
+    log_line(e, "llama_tp: warning: --ctx-size " + std::to_string(o.ctx_size) + " exceeds the model's trained context " +
+                    std::to_string(c.max_seq_len));
+
+  if (o.verbose) {
+    std::string where = e.backend->name() + (e.gpu >= 0 ? " gpu " + std::to_string(e.gpu) : "");
+    log_line(e, ranks.describe() + ", backend " + where + ", communicator " + e.comm->name() + ", " + plan.describe(), true, true);
+    log_line(e, "model: " + e.checkpoint.path + ": " + c.summary());
+  }
+  ModelWeights weights = load_weights(c, plan, *e.checkpoint.weights, *e.backend);
+  const size_t weight_bytes = weights.nbytes();
+  e.model = std::make_unique<Model>(c, plan, std::move(weights), *e.backend, *e.comm, ctx, o.batch_size);
+  if (o.verbose)
+    log_line(e, "memory: weights " + std::to_string(weight_bytes >> 20) + " MiB, KV cache " +
+                    std::to_string(e.model->kv_cache().nbytes() >> 20) + " MiB (" + std::to_string(ctx) + " positions)",
+             true, true);
+
+  if (want_tokenizer && ranks.rank == 0) {
+    const std::string tok = find_tokenizer(o.model);
+    if (!tok.empty()) e.tokenizer = Tokenizer::load(tok);
+  }
+  e.comm->barrier();
+  e.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return e;
+}
+
+}  // namespace llama_tp

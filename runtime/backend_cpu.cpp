@@ -1,0 +1,105 @@
+// The CPU backend: float32 everywhere, each op a call into kernels/*.cpp. It is the oracle for
+// the CUDA backend and a complete engine of its own (CI runs tensor parallelism on it).
+#include <cstring>
+
+#include "kernels/argmax.h"
+#include "kernels/attention.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+#include "runtime/backend.h"
+#include "runtime/error.h"
+
+namespace llama_tp {
+namespace {
+
+void expect_f32_cpu(const Tensor& t, const char* what) {
+  LLAMA_TP_CHECK(t.device() == Device::CPU && t.dtype() == DType::F32, "CPU backend: ", what,
+                 " must be a float32 CPU tensor, got ", dtype_name(t.dtype()), " on ", device_name(t.device()));
+}
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return Device::CPU; }
+  std::string name() const override { return "cpu"; }
+
+  Tensor upload_weight(const Tensor& host) override {
+    LLAMA_TP_CHECK(host.device() == Device::CPU, "CPU backend: weights must come from host memory");
+    Tensor out = Tensor::empty(host.shape(), DType::F32);
+    convert_to_f32(host.raw(), host.dtype(), out.data<float>(), size_t(host.numel()));
+    return out;
+  }
+
+  Tensor alloc(std::vector<int64_t> shape, DType dtype) override { return Tensor::empty(std::move(shape), dtype); }
+  DType kv_dtype() const override { return DType::F32; }
+
+  void embedding(Tensor& out, const Tensor& table, const Tensor& ids) override {
+    expect_f32_cpu(out, "embedding output");
+    LLAMA_TP_CHECK(ids.dtype() == DType::I32, "CPU backend: token ids must be i32");
+    kernels::embedding_cpu(out.data<float>(), table.data<float>(), ids.data<int32_t>(), int(ids.numel()),
+                           int(table.dim(1)));
+  }
+
+  void rmsnorm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) override {
+    expect_f32_cpu(x, "rmsnorm input");
+    int dim = int(x.dim(-1));
+    kernels::rmsnorm_cpu(out.data<float>(), x.data<float>(), weight.data<float>(), int(x.numel() / dim), dim, eps);
+  }
+
+  void linear(Tensor& out, const Tensor& x, const Tensor& w) override {
+    expect_f32_cpu(x, "linear input");
+    expect_f32_cpu(w, "linear weight");
+    LLAMA_TP_CHECK(x.dim(-1) == w.dim(1) && out.dim(-1) == w.dim(0), "linear: x ", x.shape_string(), " w ",
+                   w.shape_string(), " out ", out.shape_string(), " do not agree");
+    kernels::matmul_cpu(out.data<float>(), x.data<float>(), w.data<float>(), int(x.numel() / x.dim(-1)),
+                        int(w.dim(0)), int(w.dim(1)));
+  }
+
+  void rope_qk(Tensor& qkv, const AttentionShape& s, int pos0, const Tensor& inv_freq) override {
+    int n_tokens = int(qkv.dim(0));
+    positions_.resize(n_tokens);
+    for (int t = 0; t < n_tokens; ++t) positions_[t] = pos0 + t;
+    float* base = qkv.data<float>();
+    const float* f = inv_freq.data<float>();
+    kernels::rope_cpu(base, n_tokens, s.n_heads, s.head_dim, s.qkv_width(), positions_.data(), f);
+    kernels::rope_cpu(base + s.n_heads * s.head_dim, n_tokens, s.n_kv_heads, s.head_dim, s.qkv_width(),
+                      positions_.data(), f);
+  }
+
+  void kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv, const AttentionShape& s, int pos0) override {
+    int n_tokens = int(qkv.dim(0));
+    const float* k = qkv.data<float>() + s.n_heads * s.head_dim;
+    const float* v = k + s.n_kv_heads * s.head_dim;
+    kernels::kv_write_cpu(k_cache.data<float>(), k, n_tokens, s.n_kv_heads, s.head_dim, s.qkv_width(), pos0, s.max_seq);
+    kernels::kv_write_cpu(v_cache.data<float>(), v, n_tokens, s.n_kv_heads, s.head_dim, s.qkv_width(), pos0, s.max_seq);
+  }
+
+  void attention(Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
+                 const AttentionShape& s, int pos0) override {
+    kernels::attention_cpu(out.data<float>(), qkv.data<float>(), s.qkv_width(), k_cache.data<float>(),
+                           v_cache.data<float>(), int(qkv.dim(0)), s.n_heads, s.n_kv_heads, s.head_dim, pos0,
+                           s.max_seq);
+  }
+
+  void swiglu(Tensor& out, const Tensor& gate_up) override {
+    kernels::swiglu_cpu(out.data<float>(), gate_up.data<float>(), int(gate_up.dim(0)), int(gate_up.dim(1) / 2));
+  }
+
+  void add(Tensor& x, const Tensor& y) override {
+    LLAMA_TP_CHECK(x.numel() == y.numel(), "add: sizes differ");
+    kernels::add_cpu(x.data<float>(), y.data<float>(), size_t(x.numel()));
+  }
+
+  void synchronize() override {}
+
+ private:
+  std::vector<int32_t> positions_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace llama_tp

@@ -1,0 +1,83 @@
+#pragma once
+// One rank's share of a Llama model: its weight shards on the backend's device, its KV cache,
+// and the forward pass (Megatron-style: column-parallel qkv and gate/up, row-parallel o and
+// down, one all-reduce after each row-parallel product, vocab-parallel lm_head).
+#include <memory>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "parallel/shard_plan.h"
+#include "runtime/backend.h"
+#include "runtime/config.h"
+#include "runtime/kv_cache.h"
+#include "runtime/weight_source.h"
+
+namespace llama_tp {
+
+struct LayerWeights {
+  Tensor attn_norm;  // [dim]
+  Tensor wqkv;       // [(q + k + v local heads) * head_dim, dim]: column shard of q, k, v fused
+  Tensor wo;         // [dim, q local heads * head_dim]: row shard
+  Tensor ffn_norm;   // [dim]
+  Tensor w13;        // [2 * ffn_local, dim]: gate rows then up rows, column shard
+  Tensor w2;         // [dim, ffn_local]: row shard
+};
+
+struct ModelWeights {
+  Tensor embedding;   // [vocab, dim], replicated
+  std::vector<LayerWeights> layers;
+  Tensor final_norm;  // [dim]
+  Tensor lm_head;     // [vocab_local, dim]: this rank's vocab rows
+  size_t nbytes() const;
+};
+
+// Reads this rank's slices from `source` and uploads them through `backend`.
+ModelWeights load_weights(const ModelConfig& config, const ShardPlan& plan, const WeightSource& source,
+                          Backend& backend);
+
+class Model {
+ public:
+  // max_seq: KV cache capacity (the context size). max_batch_tokens: prompt tokens run per
+  // forward call (longer prompts are processed in chunks of this size).
+  Model(ModelConfig config, ShardPlan plan, ModelWeights weights, Backend& backend, Communicator& comm,
+        int max_seq, int max_batch_tokens = 512);
+
+  // Runs n_tokens tokens at positions pos0 .. pos0+n_tokens-1 (appending to the KV cache) and
+  // returns this rank's logits slice on the host: rows [n_tokens, vocab_local] when
+  // all_logits, else only the last token's [1, vocab_local]. Every rank must call it with the
+  // same arguments. Token ids must already be checked against the vocabulary.
+  std::vector<float> forward(const int32_t* tokens, int n_tokens, int pos0, bool all_logits);
+
+  // Joins the ranks' vocab slices (rows of `local`) into full rows on rank 0 (other ranks get {}).
+  std::vector<float> gather_logits(const std::vector<float>& local, int rows);
+
+  const ModelConfig& config() const { return config_; }
+  const ShardPlan& plan() const { return plan_; }
+  const ModelWeights& weights() const { return weights_; }
+  const KvCache& kv_cache() const { return kv_; }
+  DType kv_cache_dtype() const { return backend_.kv_dtype(); }
+  int max_seq() const { return max_seq_; }
+  Backend& backend() { return backend_; }
+
+ private:
+  void ensure_buffers(int n_tokens);
+  void run_chunk(const int32_t* tokens, int n_tokens, int pos0);
+  void all_reduce(Tensor& t);
+
+  ModelConfig config_;
+  ShardPlan plan_;
+  ModelWeights weights_;
+  Backend& backend_;
+  Communicator& comm_;
+  int max_seq_;
+  int max_batch_tokens_;
+  AttentionShape attn_;
+  KvCache kv_;
+  Tensor inv_freq_;
+
+  // Activation buffers for up to buffer_tokens_ tokens.
+  int buffer_tokens_ = 0;
+  Tensor ids_, x_, h_, qkv_, att_, proj_, gate_up_, ffn_, logits_;
+};
+
+}  // namespace llama_tp
