@@ -255,4 +255,10 @@ std::unique_ptr<Backend> make_cuda_backend(DType compute_dtype, int device_index
   return std::make_unique<CudaBackend>(compute_dtype, device_index);
 }
 
+std::pair<size_t, size_t> CudaBackend::memory_info() {
+  size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  return {free_b, total_b};
+}
+
 }  // namespace llama_tp

@@ -54,6 +54,8 @@ class CudaBackend : public Backend {
   void linear_with(Tensor& out, const Tensor& x, const Tensor& w, LinearAlgo algo);
 
   void* stream() const;  // the cudaStream_t every op runs on (for the NCCL communicator)
+  void* native_stream() override { return stream(); }
+  std::pair<size_t, size_t> memory_info() override;
   int device_index() const { return device_index_; }
   DType compute_dtype() const { return compute_dtype_; }
 
