@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Everything the GPU machine checks, in one `run` call (see scripts/device_prepare.sh for the
+# carry list). Steps (STEPS=comma list, default all): tests (CUDA suites + compute-sanitizer),
+# reference (shared models on the GPU: np1, np1 with NCCL, np2 on one GPU with --comm mpi),
+# hf8b (Llama-3-8B shape vs HF transformers), bench (llama_tp bench), hfbench (HF static cache).
+# Logs go to $OUT (or /tmp/gpu_all); a summary table is printed at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${BUILD:-build-cuda}
+models=${MODELS:-.device-data/models}
+logs=${OUT:-/tmp/gpu_all}
+steps=${STEPS:-tests,reference,hf8b,bench,hfbench}
+mkdir -p "$logs"
+export LD_LIBRARY_PATH="$PWD/$build/devlib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 NCCL_NVLS_ENABLE=0
+export PYTHONUNBUFFERED=1
+bin="$build/llama_tp"
+summary="$logs/summary.md"
+: >"$summary"
+has() { [[ ",$steps," == *",$1,"* ]]; }
+note() { echo "$*" | tee -a "$summary"; }
+
+note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
+if has tests; then
+  note "## CUDA test suites + compute-sanitizer"
+  OUT="$logs" timeout 420 bash scripts/gpu_check.sh "$build" 2>&1 | tail -15 | tee -a "$summary"
+fi
+if has reference; then
+  note "## Reference models on the GPU"
+  timeout 120 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np1 cuda" 2>&1 | tee -a "$summary"
+  timeout 120 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np1 nccl" --extra "--comm nccl" \
+    --launch "mpirun -np 1" 2>&1 | tee -a "$summary"
+  timeout 180 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np2 mpi, one GPU" \
+    --extra "--comm mpi" --launch "mpirun -np 2" 2>&1 | tee -a "$summary"
+  if [[ -f "$models/stories260K/stories260K.bin" ]]; then
+    note "stories260K.bin on cuda: $(timeout 60 "$bin" -m "$models/stories260K/stories260K.bin" --backend cuda --temp 0 -n 40 2>/dev/null | head -c 200)"
+  fi
+fi
+if has hf8b; then
+  note "## Llama-3-8B shape bf16: llama_tp vs HF transformers (same weights)"
+  timeout 420 python3 scripts/hf_compare.py --bin "$bin" --dir /tmp/llama3-8b 2>&1 | tail -3 | tee -a "$summary"
+  rm -rf /tmp/llama3-8b
+fi
+if has bench; then
+  note "## llama_tp bench"
+  timeout 200 "$bin" bench -m llama3-8b -p 128,2048 -n 128 -d 0,8192 -r 3 --ctx-size 8448 ${BENCH_EXTRA:-} 2>"$logs/bench8b.err" | tee -a "$summary"
+  tail -2 "$logs/bench8b.err" | tee -a "$summary"
+  timeout 100 "$bin" bench -m llama3.2-1b -p 128 -n 128 -r 3 ${BENCH_EXTRA:-} 2>"$logs/bench1b.err" | tee -a "$summary"
+  tail -2 "$logs/bench1b.err" | tee -a "$summary"
+fi
+if has hfbench; then
+  note "## HF transformers, bf16, static cache (peer)"
+  timeout 200 python3 scripts/hf_bench.py --shape llama3-8b --prompt 128 --gen 128 2>"$logs/hfbench.err" | tee -a "$summary"
+  timeout 120 python3 scripts/hf_bench.py --shape llama3.2-1b --prompt 128 --gen 128 2>>"$logs/hfbench.err" | tee -a "$summary"
+  tail -3 "$logs/hfbench.err"
+fi
