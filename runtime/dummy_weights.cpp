@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <regex>
+#include <thread>
 
 #include "runtime/error.h"
 
@@ -120,17 +121,27 @@ Tensor DummyWeightSource::read_block(const std::string& name, int64_t row0, int6
   const float center = norm ? 1.0f : 0.0f;
   const float half_width = norm ? 0.1f : name == "model.embed_tokens.weight" ? 0.05f : std::sqrt(3.0f / float(cols));
   const uint64_t base = mix(name_hash(name) ^ seed_);
-  std::vector<float> values(size_t(n_rows * n_cols));
-  for (int64_t r = 0; r < n_rows; ++r)
-    for (int64_t j = 0; j < n_cols; ++j) {
-      uint64_t bits = mix(base + uint64_t((row0 + r) * cols + col0 + j));
-      // (k + 0.5) / 2^24 is never exactly 1/2, so no value is exactly `center` (no zeros).
-      float u = (float(bits >> 40) + 0.5f) * (1.0f / 16777216.0f);
-      values[size_t(r * n_cols + j)] = center + (2.0f * u - 1.0f) * half_width;
-    }
   std::vector<int64_t> shape = is_1d ? std::vector<int64_t>{n_cols} : std::vector<int64_t>{n_rows, n_cols};
   Tensor t = Tensor::empty(shape, out);
-  convert_from_f32(values.data(), out, t.raw(), values.size());
+  // Rows in parallel: a 70B model is 70e9 values to make.
+  auto fill_rows = [&](int64_t r_begin, int64_t r_end) {
+    std::vector<float> row(static_cast<size_t>(n_cols));
+    for (int64_t r = r_begin; r < r_end; ++r) {
+      for (int64_t j = 0; j < n_cols; ++j) {
+        uint64_t bits = mix(base + uint64_t((row0 + r) * cols + col0 + j));
+        // (k + 0.5) / 2^24 is never exactly 1/2, so no value is exactly `center` (no zeros).
+        float u = (float(bits >> 40) + 0.5f) * (1.0f / 16777216.0f);
+        row[size_t(j)] = center + (2.0f * u - 1.0f) * half_width;
+      }
+      convert_from_f32(row.data(), out, static_cast<char*>(t.raw()) + size_t(r * n_cols) * dtype_size(out), row.size());
+    }
+  };
+  const int64_t work = n_rows * n_cols;
+  const int n_threads = work < (1 << 20) ? 1 : int(std::max(1u, std::min(16u, std::thread::hardware_concurrency())));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n_threads; ++i)
+    threads.emplace_back(fill_rows, n_rows * i / n_threads, n_rows * (i + 1) / n_threads);
+  for (auto& th : threads) th.join();
   return t;
 }
 
