@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "tokenizer_test_helpers.h"
 
@@ -117,6 +118,8 @@ TEST(TokenizerHf, Encodes100KilobytesQuickly) {
     std::vector<int32_t> ids;
     double seconds = seconds_to_encode(*tok, text, ids);
     EXPECT_LT(seconds, 2.0) << "vocab " << tok->vocab_size();
+    std::printf("[   info   ] vocab %d: %zu bytes -> %zu ids in %.3f s\n", tok->vocab_size(),
+                text.size(), ids.size(), seconds);
     ASSERT_GT(ids.size(), 10000u);
     ids.erase(ids.begin());  // BOS
     EXPECT_EQ(tok->decode(ids), text) << "vocab " << tok->vocab_size();
