@@ -11,9 +11,9 @@ namespace llama_tp {
 
 BpeModel::BpeModel(const nlohmann::json& model, const std::string& file) {
   LLAMA_TP_CHECK(model.is_object(), file, ": \"model\" should be an object");
-  const std::string type = model.value("type", "");
-  LLAMA_TP_CHECK(type == "BPE", file, ": tokenizer model type \"", type,
-                 "\" is not supported; llama_tp reads BPE tokenizer.json files (Llama 2 and "
+  const std::string type = model.contains("type") ? model["type"].dump() : "(none)";
+  LLAMA_TP_CHECK(type == "\"BPE\"", file, ": tokenizer model type ", type,
+                 " is not supported; llama_tp reads BPE tokenizer.json files (Llama 2 and "
                  "Llama 3). For a SentencePiece model, use its tokenizer.model instead");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     bool unset = !model.contains(key) || model[key].is_null() ||

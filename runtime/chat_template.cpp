@@ -44,11 +44,12 @@ std::string format_llama2(const Tokenizer& tok, const std::vector<ChatMessage>& 
                    "with user (after an optional system prompt); message ", i, " has role \"",
                    m.role, "\"");
     if (expect_user) {
-      std::string content = m.content;
-      if (has_system && i == first) content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + content;
-      text += bos + "[INST] " + trim(content) + " [/INST]";
+      std::string content;
+      if (has_system && i == first) content.append("<<SYS>>\n").append(system).append("\n<</SYS>>\n\n");
+      content += m.content;
+      text.append(bos).append("[INST] ").append(trim(content)).append(" [/INST]");
     } else {
-      text += " " + trim(m.content) + " " + eos;
+      text.append(" ").append(trim(m.content)).append(" ").append(eos);
     }
   }
   return text;

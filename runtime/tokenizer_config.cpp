@@ -38,14 +38,7 @@ std::string chat_template(const json& j, const std::string& file) {
   LLAMA_TP_FAIL(file, ": \"chat_template\" should be a string or a list of named templates");
 }
 
-}  // namespace
-
-TokenizerConfig read_tokenizer_config(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  LLAMA_TP_CHECK(in, "cannot open ", file);
-  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  LLAMA_TP_CHECK(!j.is_discarded() && j.is_object(), file,
-                 " is not a valid JSON object; re-download the model's tokenizer_config.json");
+TokenizerConfig parse_config(const json& j, const std::string& file) {
   TokenizerConfig config;
   if (auto it = j.find("add_bos_token"); it != j.end() && !it->is_null()) {
     LLAMA_TP_CHECK(it->is_boolean(), file, ": \"add_bos_token\" should be true or false");
@@ -55,6 +48,21 @@ TokenizerConfig read_tokenizer_config(const std::string& file) {
   config.eos_token = token_text(j, "eos_token", file);
   config.chat_template = chat_template(j, file);
   return config;
+}
+
+}  // namespace
+
+TokenizerConfig read_tokenizer_config(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  LLAMA_TP_CHECK(in, "cannot open ", file);
+  json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  LLAMA_TP_CHECK(!j.is_discarded() && j.is_object(), file,
+                 " is not a valid JSON object; re-download the model's tokenizer_config.json");
+  try {
+    return parse_config(j, file);
+  } catch (const json::exception& e) {  // a field of the wrong JSON type somewhere
+    LLAMA_TP_FAIL(file, " has an unexpected structure (", e.what(), ")");
+  }
 }
 
 }  // namespace llama_tp

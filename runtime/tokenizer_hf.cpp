@@ -179,7 +179,12 @@ class HfTokenizer final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& file) {
-  return std::make_unique<HfTokenizer>(file);
+  try {
+    return std::make_unique<HfTokenizer>(file);
+  } catch (const json::exception& e) {  // a field of the wrong JSON type somewhere
+    LLAMA_TP_FAIL(file, " has an unexpected structure (", e.what(),
+                  "); re-download the model's tokenizer.json");
+  }
 }
 
 }  // namespace llama_tp

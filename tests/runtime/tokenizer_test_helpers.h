@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/error.h"
 #include "runtime/token_streamer.h"
 #include "runtime/tokenizer.h"
 #include "test_util.h"
