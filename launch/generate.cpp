@@ -76,7 +76,11 @@ Generation generate(Engine& e, DistributedModel& dm, const Options& o, const std
   std::vector<int32_t> eos(c.eos_token_ids.begin(), c.eos_token_ids.end());
   if (e.tokenizer)
     for (int32_t id : e.tokenizer->eos_ids()) eos.push_back(id);
-  std::unique_ptr<TokenStreamer> streamer = e.tokenizer ? std::make_unique<TokenStreamer>(*e.tokenizer) : nullptr;
+  // The reply starts the text only when the prompt is nothing but BOS; otherwise it continues
+  // the prompt, and a SentencePiece-style leading space must be kept.
+  const bool at_text_start = prompt.size() == 1 && prompt[0] == c.bos_token_id && pos0 == 0;
+  std::unique_ptr<TokenStreamer> streamer =
+      e.tokenizer ? std::make_unique<TokenStreamer>(*e.tokenizer, at_text_start) : nullptr;
   for (int32_t id : prompt) sampler.accept(id);
 
   const bool greedy = o.sampling.temperature <= 0 && o.sampling.repeat_penalty == 1.0f &&
