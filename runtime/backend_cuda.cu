@@ -5,6 +5,7 @@
 
 #include "kernels/argmax_cuda.h"
 #include "kernels/attention_cuda.h"
+#include "kernels/attention_prefill_cuda.h"
 #include "kernels/convert_cuda.h"
 #include "kernels/embedding_cuda.h"
 #include "kernels/matmul_cuda.h"
@@ -216,6 +217,12 @@ void CudaBackend::attention(Tensor& out, const Tensor& qkv, const Tensor& k_cach
   kernels::AttentionArgs a{out.data<float>(), qkv.data<float>(), int(qkv.dim(-1)), k_cache.raw(), v_cache.raw(),
                            k_cache.dtype(), n_tokens, shape.n_heads, shape.n_kv_heads, shape.head_dim, pos0,
                            shape.max_seq};
+  if (kernels::attention_prefill_applies(a)) {  // many query tokens: tensor-core prefill kernels
+    const size_t pws = kernels::attention_prefill_workspace_bytes(a);
+    kernels::attention_prefill_cuda(a, kernels::PrefillAttentionAlgo::Auto, cublas_, pws ? workspace(pws) : nullptr,
+                                    pws, stream_);
+    return;
+  }
   const size_t ws = kernels::attention_workspace_bytes(a);
   kernels::attention_cuda(a, ws ? workspace(ws) : nullptr, stream_);
 }
