@@ -155,6 +155,9 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   }
 #ifdef LLAMA_TP_CUDA
   CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDefault));
+  // cudaMemcpy between two device buffers may return before the copy ends; this function
+  // promises a finished copy (bench times device copies with it).
+  if (dst_device == Device::CUDA && src_device == Device::CUDA) CUDA_CHECK(cudaDeviceSynchronize());
 #else
   LLAMA_TP_FAIL("this llama_tp was built without CUDA");
 #endif
