@@ -42,15 +42,18 @@ if has hf8b; then
   rm -rf /tmp/llama3-8b
 fi
 if has bench; then
-  note "## llama_tp bench"
-  timeout 200 "$bin" bench -m llama3-8b -p 128,2048 -n 128 -d 0,8192 -r 3 --ctx-size 8448 ${BENCH_EXTRA:-} 2>"$logs/bench8b.err" | tee -a "$summary"
-  tail -2 "$logs/bench8b.err" | tee -a "$summary"
-  timeout 100 "$bin" bench -m llama3.2-1b -p 128 -n 128 -r 3 ${BENCH_EXTRA:-} 2>"$logs/bench1b.err" | tee -a "$summary"
-  tail -2 "$logs/bench1b.err" | tee -a "$summary"
+  note "## llama_tp bench (bf16, batch 1)"
+  timeout 200 "$bin" bench -m llama3-8b -p 128,2048 -n 128 -d 0,8192 -r 3 --ctx-size 8448 -o json ${BENCH_EXTRA:-} \
+    >"$logs/bench8b.json" 2>"$logs/bench8b.err"; tail -2 "$logs/bench8b.err"
+  timeout 100 "$bin" bench -m llama3.2-1b -p 128 -n 128 -r 3 -o json ${BENCH_EXTRA:-} >"$logs/bench1b.json" 2>"$logs/bench1b.err"
+  tail -2 "$logs/bench1b.err"
 fi
 if has hfbench; then
-  note "## HF transformers, bf16, static cache (peer)"
-  timeout 200 python3 scripts/hf_bench.py --shape llama3-8b --prompt 128 --gen 128 2>"$logs/hfbench.err" | tee -a "$summary"
-  timeout 120 python3 scripts/hf_bench.py --shape llama3.2-1b --prompt 128 --gen 128 2>>"$logs/hfbench.err" | tee -a "$summary"
-  tail -3 "$logs/hfbench.err"
+  timeout 200 python3 scripts/hf_bench.py --shape llama3-8b --prompt 128 --gen 128 >"$logs/hf.jsonl" 2>"$logs/hfbench.err"
+  timeout 120 python3 scripts/hf_bench.py --shape llama3.2-1b --prompt 128 --gen 128 >>"$logs/hf.jsonl" 2>>"$logs/hfbench.err"
+fi
+if has bench; then
+  note "## llama_tp vs HF transformers (bf16, static cache), same machine, same call"
+  python3 scripts/bench_table.py --ours "$logs/bench8b.json" "$logs/bench1b.json" \
+    $( [[ -f "$logs/hf.jsonl" ]] && echo --peer "$logs/hf.jsonl" ) 2>&1 | tee -a "$summary"
 fi
