@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/attention_cuda.h"
@@ -17,8 +18,9 @@ constexpr int kBlocksPerSm = 4;    // split keys until the grid has this many bl
 
 template <typename T>
 __global__ void kv_append_kernel(T* k_cache, T* v_cache, const float* qkv, int row_stride, int n_heads,
-                                 int n_kv_heads, int head_dim, int pos0, int max_seq) {
+                                 int n_kv_heads, int head_dim, int pos0, const int32_t* pos_dev, int max_seq) {
   const int t = blockIdx.x;
+  if (pos_dev) pos0 = *pos_dev;
   const float* k = qkv + size_t(t) * row_stride + size_t(n_heads) * head_dim;
   const float* v = k + size_t(n_kv_heads) * head_dim;
   for (int idx = threadIdx.x; idx < n_kv_heads * head_dim; idx += blockDim.x) {
@@ -55,7 +57,9 @@ Plan make_plan(const AttentionArgs& a) {
                  " query heads per kv head needs ", p.smem, " bytes of shared memory; the GPU has ", max_smem);
   p.n_qblocks = cdiv(a.n_tokens, p.q_per_block);
   const int blocks = p.n_qblocks * a.n_kv_heads;
-  const int max_keys = a.pos0 + a.n_tokens;
+  // With the position on the device the launch covers the whole cache; splits past the position
+  // find no keys and write an empty partial (max -inf, sum 0) that the combine weighs 0.
+  const int max_keys = a.pos_dev ? a.max_seq : a.pos0 + a.n_tokens;
   p.n_splits = 1;
   if (blocks < kBlocksPerSm * sms)
     p.n_splits = std::max(1, std::min(cdiv(kBlocksPerSm * sms, blocks), cdiv(max_keys, kMinSplitKeys)));
@@ -102,7 +106,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs ka, bool
   const int hd = a.head_dim, ld = hd + 1, rows = ka.rows, group = ka.group;
   const int kvh = blockIdx.y, split = blockIdx.z, t0 = blockIdx.x * ka.q_per_block;
   const int t_end = min(t0 + ka.q_per_block, a.n_tokens);
-  const int key_begin = split * ka.chunk, key_end = min(a.pos0 + t_end, key_begin + ka.chunk);
+  const int pos0 = a.pos_dev ? *a.pos_dev : a.pos0;
+  const int key_begin = split * ka.chunk, key_end = min(pos0 + t_end, key_begin + ka.chunk);
 
   float* s_q = smem;                 // [rows][hd], pre-scaled by 1/sqrt(hd)
   float* s_o = s_q + rows * hd;      // [rows][hd], unnormalised output
@@ -134,7 +139,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(KernelArgs ka, bool
     for (int idx = threadIdx.x; idx < rows * kTile; idx += blockDim.x) {
       const int r = idx / kTile, j = idx % kTile, t = t0 + r / group;
       float s = -INFINITY;
-      if (j < n && t < t_end && kt + j <= a.pos0 + t) {
+      if (j < n && t < t_end && kt + j <= pos0 + t) {
         const float* q = s_q + r * hd;
         const float* k = s_k + j * ld;
         float s4[4] = {0.f, 0.f, 0.f, 0.f};  // independent chains: the dot is latency-bound
@@ -220,28 +225,312 @@ __global__ void combine_kernel(float* out, const float* part_o, const float* par
   }
 }
 
+// ---- decode: one query token ----------------------------------------------------------------
+// Block (split, kv head) streams K and V of its kv head once for all `group` query heads that
+// share it. The keys are cut into chunks of 32 to 128 (shorter while the keys are few, to spread
+// them over more blocks); block `split` takes chunks split, split + S, ... (S = gridDim.x), so
+// the grid does not depend on the position. Per chunk: scores (a row group of `lanes` threads
+// per key, each lane a 16-byte slice of the row, partial dots added with shuffles), softmax step
+// on the chunk (block-wide running max and sum), then p·V (each row group for its keys, each
+// lane for its slice of the dims). The last block of a kv head to finish combines the splits'
+// partial softmaxes (counted in `counters`), so no second kernel.
+
+constexpr int kDecThreads = 128;
+constexpr int kDecChunk = 128;     // most keys per softmax step
+constexpr int kDecMinChunk = 32;   // fewest
+constexpr int kDecMaxSplits = 256;
+
+struct DecodeParams {
+  float* out;            // [n_heads][head_dim]
+  const float* q;        // [n_heads][head_dim]
+  const void* k_cache;
+  const void* v_cache;
+  const int32_t* pos_dev;
+  int pos0;
+  int n_heads, group, head_dim, max_seq, lanes;
+  float scale;
+  float* part_o;         // [split][n_heads][head_dim] unnormalised outputs
+  float* part_ml;        // [split][n_heads][2] max and sum
+  unsigned* counters;    // [n_kv_heads] finished blocks, zero between launches (or null: the
+                         // host position only, combine_kernel runs after)
+};
+
+// Keys per chunk: shorter while the keys are few, so that more blocks share them.
+__host__ __device__ inline int decode_chunk(int n_keys, int n_splits) {
+  const int even = cdiv(cdiv(n_keys, n_splits), kDecMinChunk) * kDecMinChunk;
+  return even < kDecMinChunk ? kDecMinChunk : even > kDecChunk ? kDecChunk : even;
+}
+
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+template <typename T, int kG>
+__global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodeParams p) {
+  constexpr int V = kVec<T>, C = kDecChunk;
+  constexpr int U = kG <= 4 ? 8 : 4;  // K or V rows in flight per thread
+  extern __shared__ float smem[];
+  __shared__ bool s_last;
+  const int hd = p.head_dim, g = p.group, L = p.lanes, R = kDecThreads / L;
+  const int kvh = blockIdx.y, split = blockIdx.x, S = gridDim.x;
+  const int n_keys = (p.pos_dev ? *p.pos_dev : p.pos0) + 1;
+  const int chunk = decode_chunk(n_keys, S), n_chunks = cdiv(n_keys, chunk), n_used = min(S, n_chunks);
+  const int tid = threadIdx.x, lane = tid % L, rg = tid / L, warp = tid / 32, wlane = tid % 32;
+  const int c0 = lane * V;
+  const bool active = c0 < hd;  // lanes past head_dim (when hd / V is not a power of two) idle
+  const bool prefetcher = active && (c0 * sizeof(T)) % 128 == 0;
+
+  float* s_p = smem;                               // [kG][C] scores, then probabilities
+  float* s_o = smem;                               // [R][kG][hd] row groups' outputs (after the loop)
+  float* s_m = smem + max(kG * C, R * kG * hd);    // [kG] running max
+  float* s_l = s_m + kG;                           // [kG] running sum
+  float* s_a = s_l + kG;                           // [kG] rescale of the accumulators (then 1 / sum)
+  float* s_w = s_a + kG;                           // [kG][S] split weights (combine)
+
+  const size_t head_off = size_t(kvh) * p.max_seq * hd + c0;
+  const T* kh = static_cast<const T*>(p.k_cache) + head_off;
+  const T* vh = static_cast<const T*>(p.v_cache) + head_off;
+
+  float q[kG][V], acc[kG][V];
+#pragma unroll
+  for (int h = 0; h < kG; ++h)
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      q[h][e] = h < g && active ? p.q[size_t(kvh * g + h) * hd + c0 + e] * p.scale : 0.f;
+      acc[h][e] = 0.f;
+    }
+  if (tid < kG) s_m[tid] = -INFINITY, s_l[tid] = 0.f;
+
+  for (int c = split; c < n_chunks; c += S) {
+    const int j0 = c * chunk, nj = min(chunk, n_keys - j0);
+    // Scores. Every thread runs the same rounds (the shuffles need the whole warp).
+    for (int base = 0; base < nj; base += R * U) {
+      uint4 kv[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int j = base + u * R + rg;
+        const bool ok = active && j < nj;
+        kv[u] = ok ? __ldcs(reinterpret_cast<const uint4*>(kh + size_t(j0 + j) * hd)) : make_uint4(0, 0, 0, 0);
+        if (ok && prefetcher) prefetch_l2(vh + size_t(j0 + j) * hd);  // V of the key, read after the softmax
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        float k[V], s[kG];
+        unpack(kv[u], k, T{});
+#pragma unroll
+        for (int h = 0; h < kG; ++h) {
+          s[h] = 0.f;
+#pragma unroll
+          for (int e = 0; e < V; ++e) s[h] += q[h][e] * k[e];
+        }
+        for (int o = L / 2; o > 0; o /= 2)
+#pragma unroll
+          for (int h = 0; h < kG; ++h) s[h] += __shfl_xor_sync(0xffffffffu, s[h], o);
+        const int j = base + u * R + rg;
+        if (lane == 0 && j < nj)
+#pragma unroll
+          for (int h = 0; h < kG; ++h)
+            if (h < g) s_p[h * C + j] = s[h];
+      }
+    }
+    __syncthreads();
+
+    // Softmax step: one warp per head.
+    for (int h = warp; h < g; h += kDecThreads / 32) {
+      float mx = -INFINITY;
+      for (int j = wlane; j < nj; j += 32) mx = fmaxf(mx, s_p[h * C + j]);
+      const float m_old = s_m[h], m_new = fmaxf(m_old, warp_max(mx));
+      float sum = 0.f;
+      for (int j = wlane; j < nj; j += 32) {
+        const float e = expf(s_p[h * C + j] - m_new);
+        s_p[h * C + j] = e;
+        sum += e;
+      }
+      sum = warp_sum(sum);
+      __syncwarp();  // every lane has read s_m[h] before lane 0 replaces it
+      if (wlane == 0) {
+        const float a = expf(m_old - m_new);  // 0 on the first chunk (m_old = -inf)
+        s_a[h] = a, s_l[h] = s_l[h] * a + sum, s_m[h] = m_new;
+      }
+    }
+    __syncthreads();
+
+    // p·V
+#pragma unroll
+    for (int h = 0; h < kG; ++h) {
+      const float a = h < g ? s_a[h] : 0.f;
+#pragma unroll
+      for (int e = 0; e < V; ++e) acc[h][e] *= a;
+    }
+    for (int base = 0; base < nj; base += R * U) {
+      uint4 vv[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int j = base + u * R + rg;
+        vv[u] = active && j < nj ? __ldcs(reinterpret_cast<const uint4*>(vh + size_t(j0 + j) * hd))
+                                 : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int j = base + u * R + rg;
+        if (j >= nj) continue;
+        float v[V];
+        unpack(vv[u], v, T{});
+#pragma unroll
+        for (int h = 0; h < kG; ++h) {
+          const float pr = h < g ? s_p[h * C + j] : 0.f;
+#pragma unroll
+          for (int e = 0; e < V; ++e) acc[h][e] += pr * v[e];
+        }
+      }
+    }
+    __syncthreads();  // s_p is rewritten by the next chunk
+  }
+
+  // Sum the row groups' outputs.
+  if (active)
+#pragma unroll
+    for (int h = 0; h < kG; ++h)
+      if (h < g)
+#pragma unroll
+        for (int e = 0; e < V; ++e) s_o[(rg * kG + h) * hd + c0 + e] = acc[h][e];
+  __syncthreads();
+  const bool split_k = S > 1, has_keys = split < n_chunks;
+  for (int idx = tid; idx < g * hd; idx += kDecThreads) {
+    const int h = idx / hd, d = idx % hd;
+    const size_t row = size_t(kvh) * g + h;
+    float o = 0.f;
+    for (int r = 0; r < R; ++r) o += s_o[(r * kG + h) * hd + d];
+    if (!split_k) p.out[row * hd + d] = o / s_l[h];
+    else if (has_keys) p.part_o[(size_t(split) * p.n_heads + row) * hd + d] = o;
+  }
+  if (!split_k) return;
+  if (has_keys && tid < g) {
+    float* ml = p.part_ml + (size_t(split) * p.n_heads + size_t(kvh) * g + tid) * 2;
+    ml[0] = s_m[tid], ml[1] = s_l[tid];
+  }
+  if (!p.counters) return;  // combine_kernel follows
+
+  // The last block of this kv head to finish combines the splits that found keys (0 .. n_used).
+  __threadfence();
+  __syncthreads();
+  if (tid == 0) s_last = atomicAdd(&p.counters[kvh], 1u) == unsigned(S - 1);
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  const size_t ml_stride = size_t(p.n_heads) * 2;
+  for (int h = warp; h < g; h += kDecThreads / 32) {
+    const float* ml = p.part_ml + (size_t(kvh) * g + h) * 2;
+    float m = -INFINITY;
+    for (int s = wlane; s < n_used; s += 32) m = fmaxf(m, __ldcg(ml + s * ml_stride));
+    m = warp_max(m);
+    float l = 0.f;
+    for (int s = wlane; s < n_used; s += 32) {
+      const float w = expf(__ldcg(ml + s * ml_stride) - m);
+      s_w[h * S + s] = w;
+      l += w * __ldcg(ml + s * ml_stride + 1);
+    }
+    l = warp_sum(l);
+    if (wlane == 0) s_a[h] = 1.f / l;
+  }
+  __syncthreads();
+  for (int idx = tid; idx < g * hd; idx += kDecThreads) {
+    const int h = idx / hd, d = idx % hd;
+    const size_t row = size_t(kvh) * g + h;
+    float o = 0.f;
+    for (int s = 0; s < n_used; ++s) o += s_w[h * S + s] * __ldcg(p.part_o + (size_t(s) * p.n_heads + row) * hd + d);
+    p.out[row * hd + d] = o * s_a[h];
+  }
+  if (tid == 0) p.counters[kvh] = 0;  // ready for the next launch
+}
+
+struct DecodePlan {
+  bool ok = false;
+  int kg = 0, lanes = 0, splits = 0;
+  size_t smem = 0, workspace = 0;
+};
+
+int pow2_at_least(int v) {
+  int p = 1;
+  while (p < v) p *= 2;
+  return p;
+}
+
+// The decode kernel takes one token, 16-byte rows (head_dim a multiple of the vector width, at
+// most 32 vectors) and up to 8 query heads per kv head; with the position on the device it needs
+// the split counters. Other cases go to the general kernel.
+DecodePlan decode_plan(const AttentionArgs& a) {
+  DecodePlan p;
+  const int vec = 16 / int(dtype_size(a.cache_dtype)), group = a.n_heads / a.n_kv_heads;
+  p.kg = pow2_at_least(group);
+  p.lanes = pow2_at_least(a.head_dim / vec);
+  p.ok = a.n_tokens == 1 && (a.split_counters || !a.pos_dev) && a.head_dim % vec == 0 && p.lanes <= 32 && p.kg <= 8 &&
+         aligned16(a.k_cache) && aligned16(a.v_cache);
+  if (!p.ok) return p;
+  // Enough blocks to fill the GPU at any position the launch may see: with the position on the
+  // device that is the whole cache.
+  const int max_keys = a.pos_dev ? a.max_seq : a.pos0 + 1;
+  const int max_splits = std::min(cdiv(max_keys, kDecMinChunk), kDecMaxSplits);
+  p.splits = std::clamp(cdiv(kBlocksPerSm * sm_count(), a.n_kv_heads), 1, max_splits);
+  const int rows = kDecThreads / p.lanes;
+  p.smem = sizeof(float) * (std::max(p.kg * kDecChunk, rows * p.kg * a.head_dim) + 3 * p.kg + size_t(p.kg) * p.splits);
+  p.workspace = p.splits > 1 ? sizeof(float) * size_t(p.splits) * a.n_heads * (a.head_dim + 2) : 0;
+  return p;
+}
+
+void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* workspace, cudaStream_t stream) {
+  DecodeParams p{a.out, a.q, a.k_cache, a.v_cache, a.pos_dev, a.pos0, a.n_heads, a.n_heads / a.n_kv_heads,
+                 a.head_dim, a.max_seq, plan.lanes, 1.0f / std::sqrt(float(a.head_dim)), nullptr, nullptr,
+                 a.split_counters};
+  if (plan.splits > 1) {
+    LLAMA_TP_CHECK(workspace, "attention: needs a workspace of ", plan.workspace, " bytes");
+    p.part_o = static_cast<float*>(workspace);
+    p.part_ml = p.part_o + size_t(plan.splits) * a.n_heads * a.head_dim;
+  }
+  LLAMA_TP_CHECK(plan.smem <= 48 * 1024, "attention: decode plan needs ", plan.smem, " bytes of shared memory");
+  const dim3 grid(plan.splits, a.n_kv_heads);
+  dispatch_float(a.cache_dtype, [&](auto tag) {
+    using T = decltype(tag);
+    switch (plan.kg) {
+      case 1: attention_decode_kernel<T, 1><<<grid, kDecThreads, plan.smem, stream>>>(p); break;
+      case 2: attention_decode_kernel<T, 2><<<grid, kDecThreads, plan.smem, stream>>>(p); break;
+      case 4: attention_decode_kernel<T, 4><<<grid, kDecThreads, plan.smem, stream>>>(p); break;
+      default: attention_decode_kernel<T, 8><<<grid, kDecThreads, plan.smem, stream>>>(p); break;
+    }
+  });
+  CUDA_CHECK_LAUNCH();
+  if (plan.splits > 1 && !a.split_counters) {  // the host knows which splits found keys
+    const int n_keys = a.pos0 + 1, n_used = std::min(plan.splits, cdiv(n_keys, decode_chunk(n_keys, plan.splits)));
+    combine_kernel<<<unsigned(a.n_heads), 128, sizeof(float) * 4 * cdiv(n_used, 4), stream>>>(
+        a.out, p.part_o, p.part_ml, n_used, size_t(a.n_heads), a.head_dim);
+    CUDA_CHECK_LAUNCH();
+  }
+}
+
 }  // namespace
 
 void kv_append_cuda(void* k_cache, void* v_cache, DType cache_dtype, const float* qkv, int row_stride,
-                    int n_tokens, int n_heads, int n_kv_heads, int head_dim, int pos0, int max_seq,
-                    cudaStream_t stream) {
+                    int n_tokens, int n_heads, int n_kv_heads, int head_dim, int pos0, const int32_t* pos_dev,
+                    int max_seq, cudaStream_t stream) {
   if (n_tokens == 0) return;
   dispatch_float(cache_dtype, [&](auto tag) {
     using T = decltype(tag);
     kv_append_kernel<T><<<n_tokens, 256, 0, stream>>>(static_cast<T*>(k_cache), static_cast<T*>(v_cache), qkv,
-                                                      row_stride, n_heads, n_kv_heads, head_dim, pos0, max_seq);
+                                                      row_stride, n_heads, n_kv_heads, head_dim, pos0, pos_dev,
+                                                      max_seq);
   });
   CUDA_CHECK_LAUNCH();
 }
 
 size_t attention_workspace_bytes(const AttentionArgs& args) {
-  return args.n_tokens == 0 ? 0 : make_plan(args).workspace;
+  if (args.n_tokens == 0) return 0;
+  const DecodePlan d = decode_plan(args);
+  return d.ok ? d.workspace : make_plan(args).workspace;
 }
 
 void attention_cuda(const AttentionArgs& args, void* workspace, cudaStream_t stream) {
   if (args.n_tokens == 0) return;
   LLAMA_TP_CHECK(args.n_kv_heads > 0 && args.n_heads % args.n_kv_heads == 0, "attention: ", args.n_heads,
                  " query heads do not divide into ", args.n_kv_heads, " kv heads");
+  if (const DecodePlan d = decode_plan(args); d.ok) return attention_decode(args, d, workspace, stream);
   const Plan p = make_plan(args);
   KernelArgs ka{args, p.group, p.q_per_block, p.rows, p.chunk, 1.0f / std::sqrt(float(args.head_dim)), nullptr, nullptr};
   if (p.n_splits > 1) {

@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "runtime/dtype.h"
 
@@ -10,10 +11,11 @@ namespace llama_tp::kernels {
 // (f32, f16 or bf16). qkv rows (row_stride floats) hold [q (n_heads heads) | k | v (n_kv_heads
 // heads each)], as in kernels/attention.h.
 
-// Writes the k and v heads of n_tokens qkv rows into the caches at positions pos0.. .
+// Writes the k and v heads of n_tokens qkv rows into the caches at positions pos0.. (or
+// *pos_dev.. when pos_dev, a device int, is given).
 void kv_append_cuda(void* k_cache, void* v_cache, DType cache_dtype, const float* qkv, int row_stride,
-                    int n_tokens, int n_heads, int n_kv_heads, int head_dim, int pos0, int max_seq,
-                    cudaStream_t stream);
+                    int n_tokens, int n_heads, int n_kv_heads, int head_dim, int pos0, const int32_t* pos_dev,
+                    int max_seq, cudaStream_t stream);
 
 struct AttentionArgs {
   float* out;        // [n_tokens, n_heads * head_dim]
@@ -25,12 +27,22 @@ struct AttentionArgs {
   int n_tokens, n_heads, n_kv_heads, head_dim;
   int pos0;          // query token t sits at pos0 + t and sees cache positions 0 ..= pos0 + t
   int max_seq;
+  // Optional: read pos0 from this device int instead (graph replays). The launch then covers
+  // max_seq keys whatever the position; blocks past it exit early.
+  const int32_t* pos_dev = nullptr;
+  // n_kv_heads counters in device memory, zero before the call and left zero: they let the last
+  // block of each kv head combine the key splits of a one-token call (no second kernel). Without
+  // them one-token calls take the general kernel.
+  unsigned* split_counters = nullptr;
 };
 
-// Causal GQA attention, one kernel for prefill and decode: each block takes the query heads of
-// one kv head for a few consecutive tokens (so K/V tiles are read once for all of them) over one
-// slice of the keys. When that leaves the GPU short of blocks (decode, long contexts) the keys
-// are split across blocks (flash-decoding) and a second kernel combines the partial softmaxes.
+// Causal GQA attention. One token (decode): a kernel that streams each kv head's K and V once
+// with 16-byte loads for all the query heads sharing it, split over key chunks (flash-decoding),
+// the last block of each kv head combining the splits. Otherwise (prefill, and decode shapes the
+// decode kernel does not take) a general kernel: each block takes the query heads of one kv
+// head for a few consecutive tokens (so K/V tiles are read once for all of them) over one slice
+// of the keys; when that leaves the GPU short of blocks the keys are split across blocks and a
+// second kernel combines the partial softmaxes.
 // workspace: attention_workspace_bytes(args) bytes of device memory (may be 0 bytes / null).
 size_t attention_workspace_bytes(const AttentionArgs& args);
 void attention_cuda(const AttentionArgs& args, void* workspace, cudaStream_t stream);

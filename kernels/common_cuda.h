@@ -80,7 +80,23 @@ __device__ __forceinline__ float block_sum(float v) {
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-inline int cdiv(int64_t a, int64_t b) { return int((a + b - 1) / b); }
+__host__ __device__ inline int cdiv(int64_t a, int64_t b) { return int((a + b - 1) / b); }
+
+// Multiprocessors of the current device (asked once per device).
+inline int sm_count() {
+  static int cached[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    cudaGetLastError();
+    return 1;
+  }
+  if (cached[dev] == 0) {
+    int n = 0;
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) cudaGetLastError();
+    cached[dev] = n > 0 ? n : 1;
+  }
+  return cached[dev];
+}
 
 // Calls f(T{}) with T the element type of a floating dtype: float, f16 or bf16.
 template <typename F>

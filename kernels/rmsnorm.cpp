@@ -13,4 +13,10 @@ void rmsnorm_cpu(float* out, const float* x, const float* weight, int rows, int 
     for (int i = 0; i < dim; ++i) o[i] = xr[i] * scale * weight[i];
   }
 }
+
+void add_rmsnorm_cpu(float* out, float* x, const float* residual, const float* weight, int rows, int dim,
+                     float eps) {
+  for (size_t i = 0; i < size_t(rows) * dim; ++i) x[i] += residual[i];
+  rmsnorm_cpu(out, x, weight, rows, dim, eps);
+}
 }  // namespace llama_tp::kernels

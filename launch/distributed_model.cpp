@@ -2,31 +2,26 @@
 
 #include <cstring>
 
-#include "kernels/argmax.h"
 #include "runtime/error.h"
 
 namespace llama_tp {
 
 std::vector<float> DistributedModel::run(const StepHeader& h, std::vector<int32_t>& tokens) {
   comm_.broadcast(tokens.data(), tokens.size() * sizeof(int32_t), 0);
-  const bool all = h.wanted == LogitsWanted::All;
-  std::vector<float> local = model_.forward(tokens.data(), h.n_tokens, h.pos0, all);
-  const int rows = all ? h.n_tokens : 1;
-  if (h.wanted != LogitsWanted::LastArgmax) return model_.gather_logits(local, rows);
+  if (h.wanted != LogitsWanted::LastArgmax) {
+    const bool all = h.wanted == LogitsWanted::All;
+    std::vector<float> local = model_.forward(tokens.data(), h.n_tokens, h.pos0, all);
+    return model_.gather_logits(local, all ? h.n_tokens : 1);
+  }
 
-  // Greedy: each rank sends its best (logit, global id) instead of its whole vocab slice.
-  struct Best {
-    float logit;
-    int32_t id;
-  };
-  const Range& v = model_.plan().vocab;
-  int local_best = kernels::argmax_cpu(local.data(), int(v.count));
-  Best mine{local[local_best], int32_t(v.begin + local_best)};
-  std::vector<Best> all_best(comm_.rank() == 0 ? comm_.size() : 0);
-  comm_.gather(&mine, sizeof mine, all_best.data(), std::vector<size_t>(comm_.size(), sizeof(Best)), 0);
+  // Greedy: each rank takes the argmax of its vocab slice on the device and sends its best
+  // (logit, global id) instead of the slice.
+  const Model::TokenChoice mine = model_.forward_argmax(tokens.data(), h.n_tokens, h.pos0);
+  std::vector<Model::TokenChoice> all_best(comm_.rank() == 0 ? comm_.size() : 0);
+  comm_.gather(&mine, sizeof mine, all_best.data(), std::vector<size_t>(comm_.size(), sizeof mine), 0);
   if (comm_.rank() != 0) return {};
-  Best best = all_best[0];
-  for (const Best& b : all_best)  // ranks hold ascending vocab slices: first max wins ties
+  Model::TokenChoice best = all_best[0];
+  for (const Model::TokenChoice& b : all_best)  // ranks hold ascending vocab slices: first max wins ties
     if (b.logit > best.logit) best = b;
   return {float(best.id)};
 }

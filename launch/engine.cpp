@@ -100,9 +100,11 @@ Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer
   ModelWeights weights = load_weights(c, plan, *e.checkpoint.weights, *e.backend);
   const size_t weight_bytes = weights.nbytes();
   e.model = std::make_unique<Model>(c, plan, std::move(weights), *e.backend, *e.comm, ctx, o.batch_size);
+  if (!o.cuda_graphs) e.model->set_graphs_enabled(false);
   if (o.verbose)
     log_line(e, "memory: weights " + std::to_string(weight_bytes >> 20) + " MiB, KV cache " +
-                    std::to_string(e.model->kv_cache().nbytes() >> 20) + " MiB (" + std::to_string(ctx) + " positions)",
+                    std::to_string(e.model->kv_cache().nbytes() >> 20) + " MiB (" + std::to_string(ctx) + " positions)" +
+                    ", decode steps " + (e.model->graphs_in_use() ? "as CUDA graphs" : "without graphs"),
              true, true);
 
   if (want_tokenizer && ranks.rank == 0) {

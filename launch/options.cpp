@@ -55,7 +55,7 @@ Options parse_options(int argc, char** argv) {
   const bool bench = o.command == Command::Bench;
 
   std::string prompt_ids, ids, bench_p = "512", bench_n = "128", bench_d = "0";
-  bool detokenize_flag = false;
+  bool detokenize_flag = false, no_cuda_graphs = false;
   po::options_description model("Model and placement");
   model.add_options()
       ("help,h", po::bool_switch(&o.help), "print this help")
@@ -69,6 +69,8 @@ Options parse_options(int argc, char** argv) {
       ("gpu", po::value(&o.gpu)->default_value(-1), "GPU index for this rank (default: local rank)")
       ("ctx-size,c", po::value(&o.ctx_size)->default_value(0), "context size in tokens (0: min(model max, 4096))")
       ("batch-size,b", po::value(&o.batch_size)->default_value(512), "prompt tokens per forward pass")
+      ("no-cuda-graphs", po::bool_switch(&no_cuda_graphs), "run decode steps kernel by kernel instead of replaying "
+                                                          "them as CUDA graphs (also: LLAMA_TP_NO_GRAPHS=1)")
       ("verbose", po::bool_switch(&o.verbose), "every rank prints who it is, its GPU, memory plan and shard");
   po::options_description prompt("Prompt");
   prompt.add_options()
@@ -126,6 +128,7 @@ Options parse_options(int argc, char** argv) {
   o.help_text = help.str();
   if (o.help) return o;
 
+  o.cuda_graphs = !no_cuda_graphs;
   if (detokenize_flag) o.command = Command::Detokenize;
   if (!prompt_ids.empty()) o.prompt_ids = parse_id_list(prompt_ids, "--prompt-ids");
   if (o.command == Command::Detokenize) o.ids = parse_id_list(!ids.empty() ? ids : o.prompt, "--ids");
@@ -153,7 +156,7 @@ Options parse_options(int argc, char** argv) {
   if (o.command == Command::Run || o.command == Command::Tokenize) {
     int sources = !o.prompt.empty() + !o.prompt_file.empty() + o.prompt_ids.has_value();
     LLAMA_TP_CHECK(sources <= 1, "give the prompt once: -p, -f or --prompt-ids");
-    LLAMA_TP_CHECK(o.command != Command::Tokenize || sources == 1 && !o.prompt_ids, "tokenize needs -p TEXT or -f FILE");
+    LLAMA_TP_CHECK(o.command != Command::Tokenize || (sources == 1 && !o.prompt_ids), "tokenize needs -p TEXT or -f FILE");
   }
   return o;
 }

@@ -25,6 +25,7 @@ struct Options {
   int gpu = -1;                   // GPU index override (default: the local rank)
   int ctx_size = 0;               // 0: min(model's max positions, 4096)
   int batch_size = 512;           // prompt tokens per forward pass
+  bool cuda_graphs = true;        // replay decode steps as CUDA graphs (--no-cuda-graphs; env LLAMA_TP_NO_GRAPHS=1)
   bool verbose = false;
 
   // prompt

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/error.h"
 #include "runtime/tensor.h"
 
 namespace llama_tp {
@@ -23,6 +24,12 @@ struct AttentionShape {
   int max_seq = 0;     // KV cache capacity (positions)
   int qkv_width() const { return (n_heads + 2 * n_kv_heads) * head_dim; }
 };
+
+// pos0 for a one-token rope_qk, kv_append, rope_kv_append or attention that reads the position
+// of its token from the backend's step slot on the device (set_step) instead of from the host.
+// Work queued that way does not change from one decode step to the next, so it can be recorded
+// once as a graph and replayed (see begin_capture).
+inline constexpr int kStepPos = -1;
 
 class Backend {
  public:
@@ -56,6 +63,58 @@ class Backend {
   virtual void swiglu(Tensor& out, const Tensor& gate_up) = 0;
   // x += y
   virtual void add(Tensor& x, const Tensor& y) = 0;
+  // ids[r] (i32) and values[r] (f32): index and value of the largest logit of row r of logits
+  // ([rows, n]; the first index on ties). The greedy path: a few bytes per row leave the device.
+  virtual void argmax(Tensor& ids, Tensor& values, const Tensor& logits) = 0;
+
+  // ---- Fused ops. The defaults compose the unfused ops; that composition is the reference ----
+  // x += residual, then out = rmsnorm(x) * weight. out must not alias x or residual.
+  virtual void add_rmsnorm(Tensor& out, Tensor& x, const Tensor& residual, const Tensor& weight, float eps) {
+    add(x, residual);
+    rmsnorm(out, x, weight, eps);
+  }
+  // out[T, F] = silu(x · gateᵀ) * (x · upᵀ) with w13 rows [gate(F) | up(F)]: linear into
+  // gate_up ([T, 2F], scratch), then swiglu. A backend may leave the scratch unused.
+  virtual void linear_swiglu(Tensor& out, Tensor& gate_up, const Tensor& x, const Tensor& w13) {
+    linear(gate_up, x, w13);
+    swiglu(out, gate_up);
+  }
+  // rope_qk, then kv_append of the rotated k (and v): one pass over qkv.
+  virtual void rope_kv_append(Tensor& qkv, Tensor& k_cache, Tensor& v_cache, const AttentionShape& shape,
+                              int pos0, const Tensor& inv_freq) {
+    rope_qk(qkv, shape, pos0, inv_freq);
+    kv_append(k_cache, v_cache, qkv, shape, pos0);
+  }
+
+  // ---- The step slot: token id and position of a one-token step, in device memory ----
+  // Queues the update of the slot (stream-ordered; the host does not wait). Ops then read the
+  // position from it when given pos0 = kStepPos, and embedding() the token from step_tokens().
+  virtual void set_step(int32_t token, int pos) = 0;
+  // i32 [1] on this device: the slot's token id.
+  virtual Tensor step_tokens() = 0;
+
+  // Queues a copy of src into host memory that the backend owns and returns its address; the
+  // bytes are there after synchronize() (and stay until the next download).
+  virtual const void* download(const Tensor& src) = 0;
+
+  // ---- Graphs: queued work recorded once and replayed (CUDA graphs) ----
+  // A Graph holds what was queued between begin_capture() and end_capture(), with the pointers
+  // and launch shapes it had: replaying repeats exactly that work, so everything that changes
+  // between replays must be read from device memory (the step slot).
+  struct Graph {
+    virtual ~Graph() = default;
+  };
+  virtual bool supports_graphs() const { return false; }
+  // From here to end_capture(), ops are recorded instead of run. Nothing may wait for the device
+  // or allocate in between (an op that would must throw).
+  virtual void begin_capture() { LLAMA_TP_FAIL("the ", name(), " backend does not record graphs"); }
+  virtual std::unique_ptr<Graph> end_capture() { LLAMA_TP_FAIL("the ", name(), " backend does not record graphs"); }
+  // Ends a capture that failed part-way (after an exception); nothing is kept. No-op otherwise.
+  virtual void abort_capture() {}
+  // Queues the recorded work. Returns false, queueing nothing, when the backend has since
+  // reallocated memory the graph uses (its workspace): capture again.
+  virtual bool replay(Graph& graph) { LLAMA_TP_FAIL("the ", name(), " backend does not record graphs"); }
+
   // Waits for all queued work.
   virtual void synchronize() = 0;
   // The backend's native stream (cudaStream_t on CUDA) for communicators that enqueue on it;

@@ -57,7 +57,19 @@ class CpuBackend final : public Backend {
                         int(w.dim(0)), int(w.dim(1)));
   }
 
+  void add_rmsnorm(Tensor& out, Tensor& x, const Tensor& residual, const Tensor& weight, float eps) override {
+    expect_f32_cpu(x, "add_rmsnorm input");
+    expect_f32_cpu(residual, "add_rmsnorm residual");
+    LLAMA_TP_CHECK(x.numel() == residual.numel() && out.numel() == x.numel() && out.raw() != x.raw(),
+                   "add_rmsnorm: x ", x.shape_string(), ", residual ", residual.shape_string(), ", out ",
+                   out.shape_string(), " disagree (or out aliases x)");
+    int dim = int(x.dim(-1));
+    kernels::add_rmsnorm_cpu(out.data<float>(), x.data<float>(), residual.data<float>(), weight.data<float>(),
+                             int(x.numel() / dim), dim, eps);
+  }
+
   void rope_qk(Tensor& qkv, const AttentionShape& s, int pos0, const Tensor& inv_freq) override {
+    pos0 = position(pos0, qkv);
     int n_tokens = int(qkv.dim(0));
     positions_.resize(n_tokens);
     for (int t = 0; t < n_tokens; ++t) positions_[t] = pos0 + t;
@@ -69,6 +81,7 @@ class CpuBackend final : public Backend {
   }
 
   void kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv, const AttentionShape& s, int pos0) override {
+    pos0 = position(pos0, qkv);
     int n_tokens = int(qkv.dim(0));
     const float* k = qkv.data<float>() + s.n_heads * s.head_dim;
     const float* v = k + s.n_kv_heads * s.head_dim;
@@ -78,6 +91,7 @@ class CpuBackend final : public Backend {
 
   void attention(Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
                  const AttentionShape& s, int pos0) override {
+    pos0 = position(pos0, qkv);
     kernels::attention_cpu(out.data<float>(), qkv.data<float>(), s.qkv_width(), k_cache.data<float>(),
                            v_cache.data<float>(), int(qkv.dim(0)), s.n_heads, s.n_kv_heads, s.head_dim, pos0,
                            s.max_seq);
@@ -92,10 +106,44 @@ class CpuBackend final : public Backend {
     kernels::add_cpu(x.data<float>(), y.data<float>(), size_t(x.numel()));
   }
 
+  void argmax(Tensor& ids, Tensor& values, const Tensor& logits) override {
+    expect_f32_cpu(logits, "argmax input");
+    const int n = int(logits.dim(-1)), rows = int(logits.numel() / n);
+    LLAMA_TP_CHECK(ids.dtype() == DType::I32 && ids.numel() == rows && values.dtype() == DType::F32 &&
+                       values.numel() == rows,
+                   "argmax: ids must be i32 [", rows, "] and values f32 [", rows, "]");
+    for (int r = 0; r < rows; ++r) {
+      const float* row = logits.data<float>() + size_t(r) * n;
+      const int best = kernels::argmax_cpu(row, n);
+      ids.data<int32_t>()[r] = best;
+      values.data<float>()[r] = row[best];
+    }
+  }
+
+  void set_step(int32_t token, int pos) override {
+    LLAMA_TP_CHECK(pos >= 0, "set_step: position ", pos, " is negative");
+    step_token_ = token;
+    step_pos_ = pos;
+  }
+  Tensor step_tokens() override { return Tensor::view(&step_token_, {1}, DType::I32); }
+  const void* download(const Tensor& src) override {
+    LLAMA_TP_CHECK(src.device() == Device::CPU, "CPU backend: download of a ", device_name(src.device()), " tensor");
+    return src.raw();  // already in host memory
+  }
+
   void synchronize() override {}
 
  private:
+  // pos0, or the step slot's position for kStepPos (one token only).
+  int position(int pos0, const Tensor& qkv) const {
+    if (pos0 != kStepPos) return pos0;
+    LLAMA_TP_CHECK(qkv.dim(0) == 1, "kStepPos is for one-token steps, not ", qkv.dim(0), " tokens");
+    return step_pos_;
+  }
+
   std::vector<int32_t> positions_;
+  int32_t step_token_ = 0;
+  int step_pos_ = 0;
 };
 
 }  // namespace

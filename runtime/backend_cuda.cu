@@ -6,6 +6,7 @@
 #include "kernels/argmax_cuda.h"
 #include "kernels/attention_cuda.h"
 #include "kernels/attention_prefill_cuda.h"
+#include "kernels/common_cuda.h"
 #include "kernels/convert_cuda.h"
 #include "kernels/embedding_cuda.h"
 #include "kernels/matmul_cuda.h"
@@ -30,6 +31,21 @@ void expect(const Tensor& t, const char* op, const char* what, bool float32 = tr
 // Rows of a [rows, width] activation (any leading shape).
 int rows_of(const Tensor& t) { return t.ndim() == 0 || t.dim(-1) == 0 ? 0 : int(t.numel() / t.dim(-1)); }
 
+// The zeroed counters: attention's (one per kv head), then argmax's (one per row).
+constexpr int kAttentionCounters = 4096;
+constexpr int kArgmaxRows = 1024;
+// Downloads up to this size go through pinned memory (asynchronous); larger ones (all-position
+// logits of a long prompt) through pageable memory.
+constexpr size_t kMaxPinnedDownload = size_t(64) << 20;
+
+struct CudaGraph final : Backend::Graph {
+  cudaGraphExec_t exec = nullptr;
+  uint64_t workspace_epoch = 0;
+  ~CudaGraph() override {
+    if (exec) cudaGraphExecDestroy(exec);  // a launch still in flight completes first
+  }
+};
+
 }  // namespace
 
 CudaBackend::CudaBackend(DType compute_dtype, int device_index)
@@ -51,13 +67,33 @@ CudaBackend::CudaBackend(DType compute_dtype, int device_index)
   CUBLAS_CHECK(cublasCreate(&h));
   cublas_ = h;
   CUBLAS_CHECK(cublasSetStream(h, s));
+
+  CUDA_CHECK(cudaMalloc(&step_device_, 2 * sizeof(int32_t)));
+  CUDA_CHECK(cudaMallocHost(&step_host_, 2 * sizeof(int32_t)));
+  cudaEvent_t e;
+  CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  step_copied_ = e;
+  const size_t counter_bytes = sizeof(unsigned) * (kAttentionCounters + kArgmaxRows);
+  CUDA_CHECK(cudaMalloc(&counters_, counter_bytes));
+  CUDA_CHECK(cudaMemsetAsync(counters_, 0, counter_bytes, s));
+  CUDA_CHECK(cudaMemsetAsync(step_device_, 0, 2 * sizeof(int32_t), s));
+  CUDA_CHECK(cudaMalloc(&argmax_scratch_, kernels::argmax_scratch_bytes(kArgmaxRows)));
+  CUDA_CHECK(cudaStreamSynchronize(s));
+  kernels::sm_count();  // asked once here, not first while a graph is being recorded
 }
 
 CudaBackend::~CudaBackend() {
   // No throwing from a destructor: errors here only leak.
+  abort_capture();
   if (workspace_) cudaFreeAsync(workspace_, stream_);
   if (stream_) cudaStreamSynchronize(stream_);
   if (cublas_) cublasDestroy(cublas_);
+  if (step_copied_) cudaEventDestroy(step_copied_);
+  cudaFree(step_device_);
+  cudaFree(counters_);
+  cudaFree(argmax_scratch_);
+  cudaFreeHost(step_host_);
+  cudaFreeHost(host_buffer_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -73,6 +109,9 @@ void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
 void* CudaBackend::workspace(size_t nbytes) {
   if (nbytes > workspace_bytes_) {
+    LLAMA_TP_CHECK(!capturing_, "the CUDA workspace would grow to ", nbytes, " bytes while a graph is being "
+                   "recorded (run the step once unrecorded first)");
+    ++workspace_epoch_;  // recorded graphs use the old buffer
     // Stream-ordered: kernels queued before still read the old buffer, so it is freed in order.
     if (workspace_) CUDA_CHECK(cudaFreeAsync(workspace_, stream_));
     workspace_ = nullptr;
@@ -161,25 +200,49 @@ void CudaBackend::linear_with(Tensor& out, const Tensor& x, const Tensor& w, Lin
   kernels::gemm_cublas(cublas_, out.data<float>(), xw, w.raw(), w.dtype(), m, n, k);
 }
 
+const int32_t* CudaBackend::step_position(int pos0, int n_tokens, const char* op) const {
+  if (pos0 != kStepPos) return nullptr;
+  LLAMA_TP_CHECK(n_tokens == 1, op, ": kStepPos is for one-token steps, not ", n_tokens, " tokens");
+  return step_device_ + 1;
+}
+
+const float* CudaBackend::device_inv_freq(const Tensor& inv_freq, const AttentionShape& shape, const char* op) {
+  LLAMA_TP_CHECK(inv_freq.defined() && inv_freq.dtype() == DType::F32 && inv_freq.numel() == shape.head_dim / 2,
+                 op, ": inv_freq must be ", shape.head_dim / 2, " f32 values, not ", dtype_name(inv_freq.dtype()),
+                 inv_freq.shape_string());
+  const float* freq = inv_freq.data<float>();
+  if (inv_freq.device() == Device::CUDA) return freq;
+  // A host table is uploaded once; rope is then free of host copies.
+  std::vector<float> host(freq, freq + inv_freq.numel());
+  if (host != inv_freq_host_) {
+    LLAMA_TP_CHECK(!capturing_, op, ": a host inv_freq table cannot be uploaded while a graph is being recorded");
+    inv_freq_device_ = inv_freq.to(Device::CUDA);
+    inv_freq_host_ = std::move(host);
+  }
+  return inv_freq_device_.data<float>();
+}
+
+void CudaBackend::linear_swiglu(Tensor& out, Tensor& gate_up, const Tensor& x, const Tensor& w13) {
+  if (rows_of(x) != 1) return Backend::linear_swiglu(out, gate_up, x, w13);
+  expect(out, "linear_swiglu", "out");
+  expect(x, "linear_swiglu", "x");
+  expect(w13, "linear_swiglu", "w13", false);
+  const int ffn = int(out.dim(-1));
+  LLAMA_TP_CHECK(w13.ndim() == 2 && w13.dim(0) == 2 * ffn && w13.dim(1) == x.dim(-1) && rows_of(out) == 1,
+                 "linear_swiglu: x ", x.shape_string(), " · w13 ", w13.shape_string(), "ᵀ does not fit out ",
+                 out.shape_string());
+  kernels::gemv_swiglu_cuda(out.data<float>(), x.data<float>(), w13.raw(), w13.dtype(), ffn, int(w13.dim(1)),
+                            stream_);
+}
+
 void CudaBackend::rope_qk(Tensor& qkv, const AttentionShape& shape, int pos0, const Tensor& inv_freq) {
   expect(qkv, "rope_qk", "qkv");
-  LLAMA_TP_CHECK(inv_freq.defined() && inv_freq.dtype() == DType::F32 && inv_freq.numel() == shape.head_dim / 2,
-                 "rope_qk: inv_freq must be ", shape.head_dim / 2, " f32 values, not ", dtype_name(inv_freq.dtype()),
-                 inv_freq.shape_string());
   LLAMA_TP_CHECK(qkv.dim(-1) == shape.qkv_width(), "rope_qk: qkv rows of ", qkv.dim(-1), " values, expected ",
                  shape.qkv_width());
-  const float* freq = inv_freq.data<float>();
-  if (inv_freq.device() == Device::CPU) {
-    // A host table is uploaded once; rope_qk is then free of host copies.
-    std::vector<float> host(freq, freq + inv_freq.numel());
-    if (host != inv_freq_host_) {
-      inv_freq_device_ = inv_freq.to(Device::CUDA);
-      inv_freq_host_ = std::move(host);
-    }
-    freq = inv_freq_device_.data<float>();
-  }
+  const float* freq = device_inv_freq(inv_freq, shape, "rope_qk");
+  const int32_t* pos_dev = step_position(pos0, rows_of(qkv), "rope_qk");
   kernels::rope_qk_cuda(qkv.data<float>(), rows_of(qkv), shape.n_heads, shape.n_kv_heads, shape.head_dim,
-                        int(qkv.dim(-1)), pos0, freq, stream_);
+                        int(qkv.dim(-1)), pos_dev ? 0 : pos0, pos_dev, freq, stream_);
 }
 
 void CudaBackend::kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv, const AttentionShape& shape,
@@ -193,10 +256,33 @@ void CudaBackend::kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv,
                  "kv_append: caches ", k_cache.shape_string(), "/", v_cache.shape_string(), " or qkv ",
                  qkv.shape_string(), " do not match the attention shape");
   const int n_tokens = rows_of(qkv);
-  LLAMA_TP_CHECK(pos0 >= 0 && pos0 + n_tokens <= shape.max_seq, "kv_append: positions ", pos0, "..",
+  const int32_t* pos_dev = step_position(pos0, n_tokens, "kv_append");
+  LLAMA_TP_CHECK(pos_dev || (pos0 >= 0 && pos0 + n_tokens <= shape.max_seq), "kv_append: positions ", pos0, "..",
                  pos0 + n_tokens, " do not fit the KV cache of ", shape.max_seq, " positions (raise --ctx-size)");
   kernels::kv_append_cuda(k_cache.raw(), v_cache.raw(), k_cache.dtype(), qkv.data<float>(), int(qkv.dim(-1)),
-                          n_tokens, shape.n_heads, shape.n_kv_heads, shape.head_dim, pos0, shape.max_seq, stream_);
+                          n_tokens, shape.n_heads, shape.n_kv_heads, shape.head_dim, pos_dev ? 0 : pos0, pos_dev,
+                          shape.max_seq, stream_);
+}
+
+void CudaBackend::rope_kv_append(Tensor& qkv, Tensor& k_cache, Tensor& v_cache, const AttentionShape& shape,
+                                 int pos0, const Tensor& inv_freq) {
+  expect(qkv, "rope_kv_append", "qkv");
+  expect(k_cache, "rope_kv_append", "k_cache", false);
+  expect(v_cache, "rope_kv_append", "v_cache", false);
+  const int64_t cache_numel = int64_t(shape.n_kv_heads) * shape.max_seq * shape.head_dim;
+  LLAMA_TP_CHECK(k_cache.numel() == cache_numel && v_cache.numel() == cache_numel &&
+                     k_cache.dtype() == v_cache.dtype() && qkv.dim(-1) == shape.qkv_width(),
+                 "rope_kv_append: caches ", k_cache.shape_string(), "/", v_cache.shape_string(), " or qkv ",
+                 qkv.shape_string(), " do not match the attention shape");
+  const float* freq = device_inv_freq(inv_freq, shape, "rope_kv_append");
+  const int n_tokens = rows_of(qkv);
+  const int32_t* pos_dev = step_position(pos0, n_tokens, "rope_kv_append");
+  LLAMA_TP_CHECK(pos_dev || (pos0 >= 0 && pos0 + n_tokens <= shape.max_seq), "rope_kv_append: positions ", pos0,
+                 "..", pos0 + n_tokens, " do not fit the KV cache of ", shape.max_seq,
+                 " positions (raise --ctx-size)");
+  kernels::rope_kv_append_cuda(qkv.data<float>(), k_cache.raw(), v_cache.raw(), k_cache.dtype(), n_tokens,
+                               shape.n_heads, shape.n_kv_heads, shape.head_dim, int(qkv.dim(-1)), pos_dev ? 0 : pos0,
+                               pos_dev, freq, shape.max_seq, stream_);
 }
 
 void CudaBackend::attention(Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
@@ -212,11 +298,14 @@ void CudaBackend::attention(Tensor& out, const Tensor& qkv, const Tensor& k_cach
                      out.numel() == int64_t(n_tokens) * shape.n_heads * shape.head_dim,
                  "attention: out ", out.shape_string(), ", qkv ", qkv.shape_string(), " or caches ",
                  k_cache.shape_string(), " do not match the attention shape");
-  LLAMA_TP_CHECK(pos0 >= 0 && pos0 + n_tokens <= shape.max_seq, "attention: positions ", pos0, "..",
+  const int32_t* pos_dev = step_position(pos0, n_tokens, "attention");
+  LLAMA_TP_CHECK(pos_dev || (pos0 >= 0 && pos0 + n_tokens <= shape.max_seq), "attention: positions ", pos0, "..",
                  pos0 + n_tokens, " exceed the KV cache of ", shape.max_seq, " positions");
   kernels::AttentionArgs a{out.data<float>(), qkv.data<float>(), int(qkv.dim(-1)), k_cache.raw(), v_cache.raw(),
-                           k_cache.dtype(), n_tokens, shape.n_heads, shape.n_kv_heads, shape.head_dim, pos0,
-                           shape.max_seq};
+                           k_cache.dtype(), n_tokens, shape.n_heads, shape.n_kv_heads, shape.head_dim,
+                           pos_dev ? 0 : pos0, shape.max_seq};
+  a.pos_dev = pos_dev;
+  if (shape.n_kv_heads <= kAttentionCounters) a.split_counters = counters_;
   if (kernels::attention_prefill_applies(a)) {  // many query tokens: tensor-core prefill kernels
     const size_t pws = kernels::attention_prefill_workspace_bytes(a);
     kernels::attention_prefill_cuda(a, kernels::PrefillAttentionAlgo::Auto, cublas_, pws ? workspace(pws) : nullptr,
@@ -246,9 +335,104 @@ void CudaBackend::add(Tensor& x, const Tensor& y) {
 void CudaBackend::argmax(Tensor& ids, const Tensor& logits) {
   expect(ids, "argmax", "ids", false);
   expect(logits, "argmax", "logits");
-  LLAMA_TP_CHECK(ids.dtype() == DType::I32 && ids.numel() == rows_of(logits), "argmax: ids must be i32 [",
-                 rows_of(logits), "], not ", dtype_name(ids.dtype()), ids.shape_string());
-  kernels::argmax_cuda(ids.data<int32_t>(), logits.data<float>(), rows_of(logits), int(logits.dim(-1)), stream_);
+  const int rows = rows_of(logits);
+  LLAMA_TP_CHECK(ids.dtype() == DType::I32 && ids.numel() == rows, "argmax: ids must be i32 [", rows, "], not ",
+                 dtype_name(ids.dtype()), ids.shape_string());
+  kernels::argmax_cuda(ids.data<int32_t>(), nullptr, logits.data<float>(), rows, int(logits.dim(-1)), stream_,
+                       rows <= kArgmaxRows ? argmax_scratch_ : nullptr, counters_ + kAttentionCounters);
+}
+
+void CudaBackend::argmax(Tensor& ids, Tensor& values, const Tensor& logits) {
+  expect(ids, "argmax", "ids", false);
+  expect(values, "argmax", "values");
+  expect(logits, "argmax", "logits");
+  const int rows = rows_of(logits);
+  LLAMA_TP_CHECK(ids.dtype() == DType::I32 && ids.numel() == rows && values.numel() == rows,
+                 "argmax: ids must be i32 [", rows, "] and values f32 [", rows, "], not ", dtype_name(ids.dtype()),
+                 ids.shape_string(), " and ", values.shape_string());
+  kernels::argmax_cuda(ids.data<int32_t>(), values.data<float>(), logits.data<float>(), rows, int(logits.dim(-1)),
+                       stream_, rows <= kArgmaxRows ? argmax_scratch_ : nullptr, counters_ + kAttentionCounters);
+}
+
+void CudaBackend::set_step(int32_t token, int pos) {
+  LLAMA_TP_CHECK(!capturing_, "set_step while a graph is being recorded: set the step slot before each replay");
+  LLAMA_TP_CHECK(pos >= 0, "set_step: position ", pos, " is negative");
+  // The previous update may still be reading the pinned source.
+  CUDA_CHECK(cudaEventSynchronize(step_copied_));
+  step_host_[0] = token;
+  step_host_[1] = pos;
+  CUDA_CHECK(cudaMemcpyAsync(step_device_, step_host_, 2 * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaEventRecord(step_copied_, stream_));
+}
+
+Tensor CudaBackend::step_tokens() { return Tensor::view(step_device_, {1}, DType::I32, Device::CUDA); }
+
+const void* CudaBackend::download(const Tensor& src) {
+  expect(src, "download", "src", false);
+  LLAMA_TP_CHECK(!capturing_, "download while a graph is being recorded");
+  const size_t n = src.nbytes();
+  if (n > kMaxPinnedDownload) {
+    // Pageable destination: the copy completes before cudaMemcpyAsync returns.
+    large_download_.resize(n);
+    CUDA_CHECK(cudaMemcpyAsync(large_download_.data(), src.raw(), n, cudaMemcpyDeviceToHost, stream_));
+    return large_download_.data();
+  }
+  if (n > host_buffer_bytes_) {
+    synchronize();  // an earlier download may still be landing in the old buffer
+    CUDA_CHECK(cudaFreeHost(host_buffer_));
+    host_buffer_ = nullptr;
+    host_buffer_bytes_ = 0;
+    CUDA_CHECK(cudaMallocHost(&host_buffer_, n));
+    host_buffer_bytes_ = n;
+  }
+  CUDA_CHECK(cudaMemcpyAsync(host_buffer_, src.raw(), n, cudaMemcpyDeviceToHost, stream_));
+  return host_buffer_;
+}
+
+bool CudaBackend::supports_graphs() const {
+#ifdef NDEBUG
+  return true;
+#else
+  return false;  // CUDA_CHECK_LAUNCH synchronises after every launch in debug builds
+#endif
+}
+
+void CudaBackend::begin_capture() {
+  LLAMA_TP_CHECK(!capturing_, "begin_capture: a graph is already being recorded");
+  // Thread-local mode: this thread may not call unsafe APIs (allocations, synchronous copies)
+  // while recording, which the checks above also refuse; NCCL's proxy threads are not affected.
+  CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  capturing_ = true;
+}
+
+std::unique_ptr<Backend::Graph> CudaBackend::end_capture() {
+  LLAMA_TP_CHECK(capturing_, "end_capture without begin_capture");
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  auto g = std::make_unique<CudaGraph>();
+  g->workspace_epoch = workspace_epoch_;
+  const cudaError_t err = cudaGraphInstantiate(&g->exec, graph, 0);
+  cudaGraphDestroy(graph);
+  CUDA_CHECK(err);
+  return g;
+}
+
+void CudaBackend::abort_capture() {
+  if (!capturing_) return;
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  // Fails when an error invalidated the capture; the stream stops recording either way.
+  if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
+  cudaGetLastError();
+}
+
+bool CudaBackend::replay(Graph& graph) {
+  auto* g = dynamic_cast<CudaGraph*>(&graph);
+  LLAMA_TP_CHECK(g && g->exec, "replay: not a graph recorded by this backend");
+  if (g->workspace_epoch != workspace_epoch_) return false;
+  CUDA_CHECK(cudaGraphLaunch(g->exec, stream_));
+  return true;
 }
 
 void CudaBackend::cast(Tensor& out, const Tensor& in) {

@@ -10,6 +10,7 @@
 #include "runtime/backend.h"
 
 struct CUstream_st;     // cudaStream_t is CUstream_st*
+struct CUevent_st;      // cudaEvent_t is CUevent_st*
 struct cublasContext;   // cublasHandle_t is cublasContext*
 
 namespace llama_tp {
@@ -40,11 +41,29 @@ class CudaBackend : public Backend {
                  const AttentionShape& shape, int pos0) override;
   void swiglu(Tensor& out, const Tensor& gate_up) override;
   void add(Tensor& x, const Tensor& y) override;
+  void argmax(Tensor& ids, Tensor& values, const Tensor& logits) override;
+  // Fused: one kernel each (linear_swiglu for one token; more go through cuBLAS and swiglu).
+  void linear_swiglu(Tensor& out, Tensor& gate_up, const Tensor& x, const Tensor& w13) override;
+  void add_rmsnorm(Tensor& out, Tensor& x, const Tensor& residual, const Tensor& weight, float eps) override;
+  void rope_kv_append(Tensor& qkv, Tensor& k_cache, Tensor& v_cache, const AttentionShape& shape, int pos0,
+                      const Tensor& inv_freq) override;
+
+  // Step slot: updated by a cudaMemcpyAsync from pinned memory, ordered on the stream.
+  void set_step(int32_t token, int pos) override;
+  Tensor step_tokens() override;
+  // Into a pinned buffer, on the stream.
+  const void* download(const Tensor& src) override;
+
+  // CUDA graphs (stream capture, thread-local mode). Release builds only: debug builds
+  // synchronise after every launch (CUDA_CHECK_LAUNCH), which a capture forbids.
+  bool supports_graphs() const override;
+  void begin_capture() override;
+  std::unique_ptr<Graph> end_capture() override;
+  void abort_capture() override;
+  bool replay(Graph& graph) override;
   void synchronize() override;
 
   // ---- CUDA-only ops and accessors ----
-  // x += residual, then out = rmsnorm(x) * weight, in one kernel. out must not alias x.
-  void add_rmsnorm(Tensor& out, Tensor& x, const Tensor& residual, const Tensor& weight, float eps);
   // ids[r] = argmax of logits row r (i32 [rows] on the device; first index on ties).
   void argmax(Tensor& ids, const Tensor& logits);
   // out = in converted to out's dtype (f32, f16, bf16; same element count).
@@ -60,7 +79,12 @@ class CudaBackend : public Backend {
   DType compute_dtype() const { return compute_dtype_; }
 
  private:
-  void* workspace(size_t nbytes);  // scratch on the stream, grown stream-ordered when too small
+  // Scratch on the stream, grown stream-ordered when too small (which outdates recorded graphs;
+  // growing while recording is an error).
+  void* workspace(size_t nbytes);
+  // The device int an op reads its position from (pos0 == kStepPos), else nullptr.
+  const int32_t* step_position(int pos0, int n_tokens, const char* op) const;
+  const float* device_inv_freq(const Tensor& inv_freq, const AttentionShape& shape, const char* op);
 
   DType compute_dtype_;
   int device_index_;
@@ -68,6 +92,16 @@ class CudaBackend : public Backend {
   cublasContext* cublas_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  uint64_t workspace_epoch_ = 0;    // bumped when the workspace moves
+  bool capturing_ = false;
+  int32_t* step_device_ = nullptr;  // {token, position}
+  int32_t* step_host_ = nullptr;    // pinned source of the last update
+  CUevent_st* step_copied_ = nullptr;
+  unsigned* counters_ = nullptr;    // zeroed once; kernels that count finished blocks leave them zero
+  void* argmax_scratch_ = nullptr;
+  void* host_buffer_ = nullptr;     // pinned, for download()
+  size_t host_buffer_bytes_ = 0;
+  std::vector<char> large_download_;
   Tensor inv_freq_device_;          // device copy of a host inv_freq passed to rope_qk
   std::vector<float> inv_freq_host_;
 };

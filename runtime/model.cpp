@@ -1,7 +1,9 @@
 #include "runtime/model.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <iostream>
 
 #include "runtime/error.h"
 
@@ -101,10 +103,26 @@ Model::Model(ModelConfig config, ShardPlan plan, ModelWeights weights, Backend& 
     for (float& v : f) v = round_to_dtype(v, config_.dtype);
   inv_freq_ = backend_.alloc({int64_t(f.size())}, DType::F32);
   inv_freq_.copy_from(Tensor::from_floats(f, {int64_t(f.size())}));
+  best_ = backend_.alloc({2}, DType::I32);
+  const char* no_graphs = std::getenv("LLAMA_TP_NO_GRAPHS");
+  graphs_enabled_ = !(no_graphs && *no_graphs && std::string(no_graphs) != "0");
+}
+
+void Model::set_graphs_enabled(bool on) {
+  graphs_enabled_ = on;
+  graphs_ = {};
+  warm_ = {};
+}
+
+bool Model::graphs_in_use() const {
+  // A host-staged communicator (mpi) waits for the device inside each all-reduce: not recordable.
+  return graphs_enabled_ && backend_.supports_graphs() && (comm_.size() == 1 || comm_.name() == "nccl");
 }
 
 void Model::ensure_buffers(int n) {
   if (n <= buffer_tokens_) return;
+  graphs_ = {};  // they use the old buffers
+  warm_ = {};
   const int64_t dim = config_.dim;
   ids_ = backend_.alloc({n}, DType::I32);
   x_ = backend_.alloc({n, dim}, DType::F32);
@@ -126,59 +144,140 @@ void Model::all_reduce(Tensor& t) {
   comm_.all_reduce_sum(t);
 }
 
-void Model::run_chunk(const int32_t* tokens, int n, int pos0) {
-  ensure_buffers(n);
-  Tensor ids = ids_.rows(0, n), x = x_.rows(0, n), h = h_.rows(0, n), proj = proj_.rows(0, n);
+void Model::run_layers(const Tensor& ids, int n, int pos0) {
+  Tensor x = x_.rows(0, n), h = h_.rows(0, n), proj = proj_.rows(0, n);
   Tensor qkv = qkv_.rows(0, n), att = att_.rows(0, n), gate_up = gate_up_.rows(0, n), ffn = ffn_.rows(0, n);
-  ids.copy_from(Tensor::view(const_cast<int32_t*>(tokens), {n}, DType::I32));
   const float eps = config_.norm_eps;
+  const int n_layers = config_.n_layers;
+  // Every residual add is fused with the norm that follows it: the next layer's attention norm,
+  // after the last layer the final norm.
+  auto norm_after = [&](int l) -> const Tensor& {
+    return l + 1 < n_layers ? weights_.layers[l + 1].attn_norm : weights_.final_norm;
+  };
 
   backend_.embedding(x, weights_.embedding, ids);
-  for (int l = 0; l < config_.n_layers; ++l) {
+  backend_.rmsnorm(h, x, norm_after(-1), eps);
+  for (int l = 0; l < n_layers; ++l) {
     LayerWeights& L = weights_.layers[l];
-    backend_.rmsnorm(h, x, L.attn_norm, eps);
     backend_.linear(qkv, h, L.wqkv);
-    backend_.rope_qk(qkv, attn_, pos0, inv_freq_);
-    backend_.kv_append(kv_.k(l), kv_.v(l), qkv, attn_, pos0);
+    backend_.rope_kv_append(qkv, kv_.k(l), kv_.v(l), attn_, pos0, inv_freq_);
     backend_.attention(att, qkv, kv_.k(l), kv_.v(l), attn_, pos0);
     backend_.linear(proj, att, L.wo);
     all_reduce(proj);
-    backend_.add(x, proj);
+    backend_.add_rmsnorm(h, x, proj, L.ffn_norm, eps);
 
-    backend_.rmsnorm(h, x, L.ffn_norm, eps);
-    backend_.linear(gate_up, h, L.w13);
-    backend_.swiglu(ffn, gate_up);
+    backend_.linear_swiglu(ffn, gate_up, h, L.w13);
     backend_.linear(proj, ffn, L.w2);
     all_reduce(proj);
-    backend_.add(x, proj);
+    backend_.add_rmsnorm(h, x, proj, norm_after(l), eps);
   }
 }
 
-std::vector<float> Model::forward(const int32_t* tokens, int n_tokens, int pos0, bool all_logits) {
+void Model::run_head(int first, int rows, StepOutput out) {
+  Tensor h = h_.rows(first, rows), logits = logits_.rows(0, rows);
+  backend_.linear(logits, h, weights_.lm_head);
+  if (out == StepOutput::Argmax) {
+    Tensor ids = best_.rows(0, 1);
+    Tensor value = Tensor::view(best_.data<int32_t>() + 1, {1}, DType::F32, best_.device());
+    backend_.argmax(ids, value, logits.rows(rows - 1, 1));
+  }
+}
+
+int Model::run_chunks(const int32_t* tokens, int n_tokens, int pos0, std::vector<float>* all_logits) {
+  int n = 0;
+  for (int done = 0; done < n_tokens; done += n) {
+    n = std::min(max_batch_tokens_, n_tokens - done);
+    ensure_buffers(n);
+    Tensor ids = ids_.rows(0, n);
+    ids.copy_from(Tensor::view(const_cast<int32_t*>(tokens + done), {n}, DType::I32));
+    run_layers(ids, n, pos0 + done);
+    if (all_logits) {
+      run_head(0, n, StepOutput::Logits);
+      const float* p = static_cast<const float*>(backend_.download(logits_.rows(0, n)));
+      finish_step();
+      all_logits->insert(all_logits->end(), p, p + size_t(n) * plan_.vocab.count);
+    }
+  }
+  return n;
+}
+
+void Model::queue_step(StepOutput out) {
+  run_layers(backend_.step_tokens(), 1, kStepPos);
+  run_head(0, 1, out);
+}
+
+bool Model::capture_step(StepOutput out) {
+  try {
+    backend_.begin_capture();
+    queue_step(out);
+    graphs_[int(out)] = backend_.end_capture();
+    return true;
+  } catch (const std::exception& e) {
+    backend_.abort_capture();
+    set_graphs_enabled(false);
+    std::cerr << "llama_tp: warning: recording the decode step as a graph failed, continuing without graphs: "
+              << e.what() << std::endl;
+    return false;
+  }
+}
+
+void Model::decode_step(int32_t token, int pos, StepOutput out) {
+  ensure_buffers(1);
+  backend_.set_step(token, pos);
+  const int slot = int(out);
+  if (graphs_in_use()) {
+    if (graphs_[slot] && backend_.replay(*graphs_[slot])) return;
+    // The first step runs unrecorded; the next one records the graph and replays it.
+    if (warm_[slot] && capture_step(out) && backend_.replay(*graphs_[slot])) return;
+    warm_[slot] = true;
+  }
+  queue_step(out);
+}
+
+void Model::finish_step() {
+  if (comm_.size() > 1) comm_.synchronize();
+  backend_.synchronize();
+}
+
+void Model::check_positions(int n_tokens, int pos0) const {
   LLAMA_TP_CHECK(n_tokens > 0, "forward needs at least one token");
   LLAMA_TP_CHECK(pos0 >= 0 && pos0 + n_tokens <= max_seq_, "the sequence needs ", pos0 + n_tokens,
                  " positions but the context size is ", max_seq_, " (raise --ctx-size or shorten the prompt)");
-  const int64_t vocab_local = plan_.vocab.count;
+}
+
+std::vector<float> Model::forward(const int32_t* tokens, int n_tokens, int pos0, bool all_logits) {
+  check_positions(n_tokens, pos0);
+  const size_t vocab_local = size_t(plan_.vocab.count);
   std::vector<float> out;
-  out.reserve(size_t(all_logits ? n_tokens : 1) * vocab_local);
-  for (int done = 0; done < n_tokens;) {
-    const int n = std::min(max_batch_tokens_, n_tokens - done);
-    run_chunk(tokens + done, n, pos0 + done);
-    done += n;
-    const bool last_chunk = done == n_tokens;
-    if (!all_logits && !last_chunk) continue;
-    // Final norm and lm_head only on the rows whose logits are wanted.
-    const int first = all_logits ? 0 : n - 1;
-    const int rows = n - first;
-    Tensor x = x_.rows(first, rows), h = h_.rows(0, rows), logits = logits_.rows(0, rows);
-    backend_.rmsnorm(h, x, weights_.final_norm, config_.norm_eps);
-    backend_.linear(logits, h, weights_.lm_head);
-    Tensor host = logits.device() == Device::CPU ? logits : logits.to(Device::CPU);
-    const float* p = host.data<float>();
-    out.insert(out.end(), p, p + size_t(rows) * vocab_local);
+  if (n_tokens == 1) {
+    decode_step(tokens[0], pos0, StepOutput::Logits);
+  } else {
+    out.reserve(all_logits ? size_t(n_tokens) * vocab_local : vocab_local);
+    const int last = run_chunks(tokens, n_tokens, pos0, all_logits ? &out : nullptr);
+    if (all_logits) return out;
+    // Final norm and lm_head only on the last row.
+    run_head(last - 1, 1, StepOutput::Logits);
   }
-  backend_.synchronize();
+  const float* p = static_cast<const float*>(backend_.download(logits_.rows(0, 1)));
+  finish_step();
+  out.assign(p, p + vocab_local);
   return out;
+}
+
+Model::TokenChoice Model::forward_argmax(const int32_t* tokens, int n_tokens, int pos0) {
+  check_positions(n_tokens, pos0);
+  if (n_tokens == 1) {
+    decode_step(tokens[0], pos0, StepOutput::Argmax);
+  } else {
+    const int last = run_chunks(tokens, n_tokens, pos0, nullptr);
+    run_head(last - 1, 1, StepOutput::Argmax);
+  }
+  const int32_t* p = static_cast<const int32_t*>(backend_.download(best_));
+  finish_step();
+  TokenChoice c;
+  c.id = int32_t(plan_.vocab.begin + p[0]);
+  std::memcpy(&c.logit, p + 1, sizeof(float));
+  return c;
 }
 
 std::vector<float> Model::gather_logits(const std::vector<float>& local, int rows) {

@@ -2,6 +2,7 @@
 // One rank's share of a Llama model: its weight shards on the backend's device, its KV cache,
 // and the forward pass (Megatron-style: column-parallel qkv and gate/up, row-parallel o and
 // down, one all-reduce after each row-parallel product, vocab-parallel lm_head).
+#include <array>
 #include <memory>
 #include <vector>
 
@@ -48,6 +49,22 @@ class Model {
   // same arguments. Token ids must already be checked against the vocabulary.
   std::vector<float> forward(const int32_t* tokens, int n_tokens, int pos0, bool all_logits);
 
+  // Greedy choice: runs the tokens like forward() and returns the largest logit of the last
+  // token within this rank's vocab slice, with its global token id (the first on ties). The
+  // argmax runs on the device: only these 8 bytes come back to the host.
+  struct TokenChoice {
+    float logit = 0;
+    int32_t id = 0;
+  };
+  TokenChoice forward_argmax(const int32_t* tokens, int n_tokens, int pos0);
+
+  // One-token steps are replayed as a graph (CUDA graphs) when the backend records graphs, the
+  // all-reduces run on its stream (nccl, or one rank) and graphs are enabled: by default, unless
+  // the environment has LLAMA_TP_NO_GRAPHS=1.
+  void set_graphs_enabled(bool on);
+  bool graphs_enabled() const { return graphs_enabled_; }
+  bool graphs_in_use() const;
+
   // Joins the ranks' vocab slices (rows of `local`) into full rows on rank 0 (other ranks get {}).
   std::vector<float> gather_logits(const std::vector<float>& local, int rows);
 
@@ -60,8 +77,23 @@ class Model {
   Backend& backend() { return backend_; }
 
  private:
+  enum class StepOutput { Logits = 0, Argmax = 1 };  // what a one-token step leaves on the device
+
   void ensure_buffers(int n_tokens);
-  void run_chunk(const int32_t* tokens, int n_tokens, int pos0);
+  // Embedding and every layer for n tokens (ids on the device) at pos0 (or kStepPos); leaves the
+  // final-normed rows in h_.
+  void run_layers(const Tensor& ids, int n, int pos0);
+  // Prompt chunks through run_layers; returns the size of the last chunk (its rows are in h_).
+  int run_chunks(const int32_t* tokens, int n_tokens, int pos0, std::vector<float>* all_logits);
+  // logits_ row(s) from h_ rows [first, first + rows), and for Argmax the device argmax of row 0.
+  void run_head(int first, int rows, StepOutput out);
+  // One token through the step slot: replays the recorded graph when it can, else queues the ops.
+  void decode_step(int32_t token, int pos, StepOutput out);
+  void queue_step(StepOutput out);
+  bool capture_step(StepOutput out);
+  // Waits for the step's work, the NCCL collectives included (a failed peer throws, never hangs).
+  void finish_step();
+  void check_positions(int n_tokens, int pos0) const;
   void all_reduce(Tensor& t);
 
   ModelConfig config_;
@@ -78,6 +110,13 @@ class Model {
   // Activation buffers for up to buffer_tokens_ tokens.
   int buffer_tokens_ = 0;
   Tensor ids_, x_, h_, qkv_, att_, proj_, gate_up_, ffn_, logits_;
+  Tensor best_;  // i32 [2]: argmax id, then the f32 bits of its logit (one 8-byte download)
+
+  // Decode-step graphs, one per StepOutput; a step runs once without recording first (so that
+  // workspaces and NCCL connections exist before a capture, which may not allocate).
+  bool graphs_enabled_ = true;
+  std::array<std::unique_ptr<Backend::Graph>, 2> graphs_;
+  std::array<bool, 2> warm_{};
 };
 
 }  // namespace llama_tp

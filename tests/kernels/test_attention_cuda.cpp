@@ -4,10 +4,12 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "kernels/attention.h"
+#include "kernels/attention_cuda.h"
 #include "runtime/backend_cuda.h"
 #include "test_util.h"
 
@@ -34,8 +36,9 @@ struct Case {
 // Appends n_tokens rows of random qkv at pos0 to caches whose earlier positions hold random
 // values and whose later positions hold NaN (so a read past the causal limit shows), then runs
 // attention and compares with the CPU on the cache contents the GPU holds, and (except for the
-// large cases) with the CPU in float32 on the unrounded values.
-void check(DType dt, Case c, bool compare_unrounded = true) {
+// large cases) with the CPU in float32 on the unrounded values. With step_slot (one token) the
+// position reaches the kernels through the backend's step slot on the device (kStepPos).
+void check(DType dt, Case c, bool compare_unrounded = true, bool step_slot = false) {
   CudaBackend be(dt, 0);
   AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.max_seq};
   const int width = shape.qkv_width(), kv_width = c.n_kv_heads * c.head_dim;
@@ -52,8 +55,13 @@ void check(DType dt, Case c, bool compare_unrounded = true) {
   Tensor out = be.alloc({c.n_tokens, c.n_heads * c.head_dim}, DType::F32);
   ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);
 
-  be.kv_append(k_cache, v_cache, qkv_dev, shape, c.pos0);
-  be.attention(out, qkv_dev, k_cache, v_cache, shape, c.pos0);
+  int pos = c.pos0;
+  if (step_slot) {
+    be.set_step(0, c.pos0);
+    pos = kStepPos;
+  }
+  be.kv_append(k_cache, v_cache, qkv_dev, shape, pos);
+  be.attention(out, qkv_dev, k_cache, v_cache, shape, pos);
   const auto got = out.to_floats();
   const auto k_got = k_cache.to_floats(), v_got = v_cache.to_floats();
 
@@ -111,6 +119,60 @@ TEST_P(CudaAttention, DecodeLongContextSplitsKeys) {
   }
 }
 
+// The position from the step slot (graph replays): the launch covers the whole cache and blocks
+// past the position exit early; the result must not depend on it.
+TEST_P(CudaAttention, DecodeFromTheStepSlot) {
+  SKIP_WITHOUT_GPU();
+  for (Case c : {Case{4, 4, 64, 1, 0, 16}, Case{32, 8, 128, 1, 1234, 2048}, Case{8, 1, 128, 1, 777, 1000},
+                 Case{6, 2, 36, 1, 300, 401}, Case{8, 2, 128, 1, 4999, 5000}, Case{2, 1, 64, 1, 10, 8200}}) {
+    SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, hd " << c.head_dim << ", pos " << c.pos0);
+    check(GetParam(), c, true, /*step_slot=*/true);
+  }
+}
+
+// Group sizes that are not powers of two (idle query-head slots), more than 8 query heads per kv
+// head (the general kernel), head dims whose rows are not a power-of-two number of 16-byte
+// vectors (idle lanes), one or 32 lanes per key, and a cache long enough that blocks take
+// several key chunks each.
+TEST_P(CudaAttention, DecodeShapes) {
+  SKIP_WITHOUT_GPU();
+  for (Case c : {Case{3, 1, 64, 1, 500, 600}, Case{10, 2, 64, 1, 300, 301}, Case{7, 7, 128, 1, 129, 200},
+                 Case{16, 1, 64, 1, 400, 401}, Case{4, 2, 80, 1, 333, 400}, Case{4, 1, 96, 1, 260, 300},
+                 Case{4, 2, 8, 1, 1000, 1001}, Case{4, 2, 16, 1, 127, 128}, Case{2, 1, 256, 1, 640, 700},
+                 Case{8, 8, 64, 1, 20000, 20001}}) {
+    for (bool step_slot : {false, true}) {
+      SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, hd " << c.head_dim << ", pos "
+                                      << c.pos0 << (step_slot ? ", step slot" : ""));
+      check(GetParam(), c, true, step_slot);
+    }
+  }
+}
+
+// Called directly without the split counters (as a kernel benchmark might), a one-token call
+// with a host position combines the splits in a second kernel: the same result.
+TEST_P(CudaAttention, DecodeWithoutSplitCounters) {
+  SKIP_WITHOUT_GPU();
+  const DType dt = GetParam();
+  CudaBackend be(dt, 0);
+  for (Case c : {Case{32, 8, 128, 1, 1234, 2048}, Case{8, 1, 64, 1, 5000, 5001}, Case{4, 2, 64, 1, 3, 10}}) {
+    SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, pos " << c.pos0);
+    AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.max_seq};
+    const size_t cache_n = size_t(c.n_kv_heads) * c.max_seq * c.head_dim;
+    Tensor k_cache = be.upload_weight(Tensor::from_floats(random_floats(cache_n, fresh_seed()), {c.n_kv_heads, c.max_seq, c.head_dim}));
+    Tensor v_cache = be.upload_weight(Tensor::from_floats(random_floats(cache_n, fresh_seed()), {c.n_kv_heads, c.max_seq, c.head_dim}));
+    Tensor qkv = Tensor::from_floats(random_floats(shape.qkv_width(), fresh_seed()), {1, shape.qkv_width()}).to(Device::CUDA);
+    Tensor want = be.alloc({1, c.n_heads * c.head_dim}, DType::F32), got = be.alloc({1, c.n_heads * c.head_dim}, DType::F32);
+    be.attention(want, qkv, k_cache, v_cache, shape, c.pos0);
+    kernels::AttentionArgs a{got.data<float>(), qkv.data<float>(), shape.qkv_width(), k_cache.raw(), v_cache.raw(),
+                             k_cache.dtype(), 1, c.n_heads, c.n_kv_heads, c.head_dim, c.pos0, c.max_seq};
+    const size_t ws = kernels::attention_workspace_bytes(a);
+    Tensor workspace = be.alloc({int64_t(std::max<size_t>(ws, 1))}, DType::I8);
+    kernels::attention_cuda(a, workspace.raw(), static_cast<cudaStream_t>(be.stream()));
+    const auto g = got.to_floats(), w = want.to_floats();
+    EXPECT_LT(rel_error(g.data(), w.data(), w.size()), 1e-6);
+  }
+}
+
 TEST_P(CudaAttention, PrefillCausal) {
   SKIP_WITHOUT_GPU();
   for (Case c : {Case{4, 2, 64, 37, 0, 64}, Case{2, 2, 80, 300, 0, 512}, Case{12, 4, 96, 65, 10, 100},
@@ -135,7 +197,7 @@ TEST(CudaAttentionReuse, DecodeStepsAfterPrefill) {
   Tensor k_cache = be.alloc({2, 600, 64}, be.kv_dtype()), v_cache = be.alloc({2, 600, 64}, be.kv_dtype());
   std::vector<float> all;
   int pos = 0;
-  for (int n : {513, 1, 1, 1, 7, 1}) {
+  for (int n : {513, 1, 1, 1, 7, 1, 1, 1}) {
     const auto qkv = random_floats(size_t(n) * width, fresh_seed());
     Tensor qkv_dev = Tensor::from_floats(qkv, {n, width}).to(Device::CUDA);
     Tensor out = be.alloc({n, 8 * 64}, DType::F32);

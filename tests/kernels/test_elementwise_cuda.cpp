@@ -155,6 +155,45 @@ TEST(CudaRope, RotatesQAndKHeadsOnly) {
   }
 }
 
+// The fused kernel against rope_qk followed by kv_append (the composition that is the
+// reference), with host positions and with the position from the step slot.
+TEST_P(CudaOps, RopeKvAppendMatchesRopeThenAppend) {
+  SKIP_WITHOUT_GPU();
+  const DType dt = GetParam();
+  CudaBackend be(dt, 0);
+  struct Case { int n_heads, n_kv_heads, head_dim, n_tokens, pos0, max_seq; };
+  for (Case c : {Case{4, 2, 64, 1, 17, 40}, Case{32, 8, 128, 1, 4095, 4096}, Case{3, 1, 128, 37, 100, 200},
+                 Case{5, 5, 2, 3, 7, 10}, Case{8, 2, 64, 1, 0, 1}}) {
+    for (bool step_slot : {false, true}) {
+      if (step_slot && c.n_tokens != 1) continue;
+      SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, T=" << c.n_tokens << ", pos "
+                                      << c.pos0 << (step_slot ? ", step slot" : ""));
+      AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.max_seq};
+      const int width = shape.qkv_width();
+      const auto qkv = random_floats(size_t(c.n_tokens) * width, fresh_seed());
+      const auto cache0 = random_floats(size_t(c.n_kv_heads) * c.max_seq * c.head_dim, fresh_seed());
+      Tensor freq = device_floats(hf_inv_freq(c.head_dim, 10000.0), {c.head_dim / 2});
+      Tensor qkv_a = device_floats(qkv, {c.n_tokens, width}), qkv_b = device_floats(qkv, {c.n_tokens, width});
+      auto cache = [&] { return be.upload_weight(Tensor::from_floats(cache0, {c.n_kv_heads, c.max_seq, c.head_dim})); };
+      Tensor ka = cache(), va = cache(), kb = cache(), vb = cache();
+      int pos = c.pos0;
+      if (step_slot) {
+        be.set_step(0, c.pos0);
+        pos = kStepPos;
+      }
+      be.rope_kv_append(qkv_a, ka, va, shape, pos, freq);
+      be.rope_qk(qkv_b, shape, pos, freq);
+      be.kv_append(kb, vb, qkv_b, shape, pos);
+      const auto qa = qkv_a.to_floats(), qb = qkv_b.to_floats();
+      EXPECT_LT(rel_error(qa.data(), qb.data(), qa.size()), 1e-6);
+      for (auto [x, y] : {std::pair{&ka, &kb}, std::pair{&va, &vb}}) {
+        const auto fx = x->to_floats(), fy = y->to_floats();
+        EXPECT_LT(rel_error(fx.data(), fy.data(), fx.size()), 1e-5);
+      }
+    }
+  }
+}
+
 TEST(CudaSwiglu, MatchesCpu) {
   SKIP_WITHOUT_GPU();
   CudaBackend be(DType::BF16, 0);
@@ -193,11 +232,39 @@ TEST(CudaArgmax, FirstLargestPerRow) {
       const int a = int(rng() % n), b = int(rng() % n);
       x[size_t(r) * n + a] = x[size_t(r) * n + b] = 50.f;
     }
+    Tensor logits = device_floats(x, {rows, n});
     Tensor ids = poisoned(be, {rows}, DType::I32);
-    be.argmax(ids, device_floats(x, {rows, n}));
+    be.argmax(ids, logits);
     Tensor host = ids.to(Device::CPU);
     for (int r = 0; r < rows; ++r)
       EXPECT_EQ(host.data<int32_t>()[r], kernels::argmax_cpu(x.data() + size_t(r) * n, n)) << "row " << r << " of " << n;
+  }
+}
+
+// The Backend op: index and value; long rows are split over blocks (the last one reduces), and
+// repeated calls find the block counters reset.
+TEST(CudaArgmax, IdsAndValuesOfLongRows) {
+  SKIP_WITHOUT_GPU();
+  CudaBackend be(DType::BF16, 0);
+  for (auto [rows, n] : {std::pair{1, 128256}, std::pair{2, 500000}, std::pair{1, 8193}, std::pair{1030, 20000},
+                         std::pair{1, 128256}}) {
+    auto x = random_floats(size_t(rows) * n, fresh_seed(), -10.f, 10.f);
+    std::mt19937 rng(fresh_seed());
+    for (int r = 0; r < rows; ++r) {  // ties in different blocks of the row: the first one wins
+      const int a = int(rng() % n), b = int(rng() % n);
+      x[size_t(r) * n + a] = x[size_t(r) * n + b] = 50.f + r;
+    }
+    Tensor ids = poisoned(be, {rows}, DType::I32), values = poisoned(be, {rows});
+    for (int rep = 0; rep < 2; ++rep) {
+      be.argmax(ids, values, device_floats(x, {rows, n}));
+      Tensor host_ids = ids.to(Device::CPU);
+      const auto host_values = values.to_floats();
+      for (int r = 0; r < rows; ++r) {
+        const int want = kernels::argmax_cpu(x.data() + size_t(r) * n, n);
+        ASSERT_EQ(host_ids.data<int32_t>()[r], want) << "row " << r << " of " << rows << "x" << n;
+        ASSERT_EQ(host_values[r], x[size_t(r) * n + want]) << "row " << r;
+      }
+    }
   }
 }
 

@@ -7,6 +7,8 @@
 #include <random>
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_cuda.h"
+#include "kernels/swiglu.h"
 #include "runtime/backend_cuda.h"
 #include "test_util.h"
 
@@ -52,7 +54,7 @@ TEST_P(CudaLinear, GemvMatchesCpuAndCublas) {
   // k = 77 (and 4100 for 2-byte weights) is not a multiple of the 16-byte vector width: the
   // scalar path. first = 1 takes x from a row view inside a larger tensor.
   for (Shape s : {Shape{1, 1, 0}, Shape{37, 77, 1}, Shape{1000, 4096, 0}, Shape{333, 1032, 1}, Shape{130, 4100, 1},
-                  Shape{128256, 64, 0}, Shape{64, 14336, 0}}) {
+                  Shape{128256, 64, 0}, Shape{64, 14336, 0}, Shape{768, 4096, 0}, Shape{3, 8200, 1}}) {
     const auto x = random_floats(s.k, fresh_seed());
     const auto w = random_floats(size_t(s.n) * s.k, fresh_seed());
     Tensor w_dev = be.upload_weight(Tensor::from_floats(w, {s.n, s.k}));
@@ -69,6 +71,68 @@ TEST_P(CudaLinear, GemvMatchesCpuAndCublas) {
     EXPECT_LT(rel_error(gemv.data(), ref.data(), s.n), tolerance(dt)) << at;
     EXPECT_LT(rel_error(cublas.data(), ref.data(), s.n), tolerance(dt)) << at;
     EXPECT_LT(rel_error(gemv.data(), cublas.data(), s.n), tolerance(dt)) << at;
+  }
+}
+
+// Every split of a row over warps (the automatic choice takes one per shape) gives the same
+// products, including rows that end in the middle of a round of loads.
+TEST_P(CudaLinear, GemvEveryWarpsPerRow) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const DType dt = GetParam();
+  CudaBackend be(dt, 0);
+  struct Shape { int n, k; };
+  for (Shape s : {Shape{1, 8}, Shape{17, 4096}, Shape{9, 14336}, Shape{100, 2056}, Shape{5, 77}, Shape{2, 65536}}) {
+    const auto x = random_floats(s.k, fresh_seed());
+    const auto w = random_floats(size_t(s.n) * s.k, fresh_seed());
+    Tensor w_dev = be.upload_weight(Tensor::from_floats(w, {s.n, s.k}));
+    Tensor x_dev = Tensor::from_floats(x, {1, s.k}).to(Device::CUDA);
+    std::vector<float> ref(s.n);
+    const auto w_r = rounded(w, dt);
+    kernels::matmul_cpu(ref.data(), x.data(), w_r.data(), 1, s.n, s.k);
+    for (int wpr : {1, 2, 4, 8}) {
+      Tensor out = be.alloc({1, s.n}, DType::F32);
+      ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);
+      kernels::gemv_cuda(out.data<float>(), x_dev.data<float>(), w_dev.raw(), dt, s.n, s.k,
+                         static_cast<cudaStream_t>(be.stream()), wpr);
+      const auto got = out.to_floats();
+      EXPECT_LT(rel_error(got.data(), ref.data(), s.n), 2e-5) << s.n << "x" << s.k << ", " << wpr << " warps per row";
+    }
+    const int chosen = kernels::gemv_warps_per_row(s.n, s.k, dt);
+    EXPECT_TRUE(chosen == 1 || chosen == 2 || chosen == 4 || chosen == 8) << chosen;
+  }
+}
+
+// The gate/up GEMV fused with SwiGLU against the CPU's matmul then swiglu on the same weights,
+// every split over warps, and the Backend op for one token and (through cuBLAS) for several.
+TEST_P(CudaLinear, GemvSwigluMatchesLinearThenSwiglu) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const DType dt = GetParam();
+  CudaBackend be(dt, 0);
+  struct Shape { int ffn, k, m; };
+  for (Shape s : {Shape{1, 8, 1}, Shape{7, 77, 1}, Shape{1000, 4096, 1}, Shape{40, 8192, 1}, Shape{300, 2056, 3}}) {
+    const auto x = random_floats(size_t(s.m) * s.k, fresh_seed());
+    const auto w = random_floats(size_t(2 * s.ffn) * s.k, fresh_seed());
+    Tensor w_dev = be.upload_weight(Tensor::from_floats(w, {2 * s.ffn, s.k}));
+    Tensor x_dev = Tensor::from_floats(x, {s.m, s.k}).to(Device::CUDA);
+    std::vector<float> gate_up(size_t(s.m) * 2 * s.ffn), ref(size_t(s.m) * s.ffn);
+    const auto w_r = rounded(w, dt);
+    kernels::matmul_cpu(gate_up.data(), x.data(), w_r.data(), s.m, 2 * s.ffn, s.k);
+    kernels::swiglu_cpu(ref.data(), gate_up.data(), s.m, s.ffn);
+    const std::string at = std::to_string(s.m) + "x" + std::to_string(s.ffn) + "x" + std::to_string(s.k);
+    Tensor out = be.alloc({s.m, s.ffn}, DType::F32), scratch = be.alloc({s.m, 2 * s.ffn}, DType::F32);
+    ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);
+    be.linear_swiglu(out, scratch, x_dev, w_dev);
+    auto got = out.to_floats();
+    // cuBLAS (m > 1) rounds x to the weight dtype.
+    EXPECT_LT(rel_error(got.data(), ref.data(), ref.size()), s.m == 1 ? 2e-5 : tolerance(dt)) << at;
+    if (s.m != 1) continue;
+    for (int wpr : {1, 2, 4, 8}) {
+      ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);
+      kernels::gemv_swiglu_cuda(out.data<float>(), x_dev.data<float>(), w_dev.raw(), dt, s.ffn, s.k,
+                                static_cast<cudaStream_t>(be.stream()), wpr);
+      got = out.to_floats();
+      EXPECT_LT(rel_error(got.data(), ref.data(), ref.size()), 2e-5) << at << ", " << wpr << " warps per row";
+    }
   }
 }
 
