@@ -7,7 +7,7 @@
 namespace llama_tp {
 namespace {
 
-using test::TempDir;
+using test::TokenizerTempDir;
 using test::write_file;
 
 // The smallest valid BPE tokenizer.json; each test breaks one thing in it.
@@ -30,7 +30,7 @@ std::string load_error(const std::string& path) {
 }
 
 TEST(TokenizerErrors, MinimalTokenizerJsonIsValid) {
-  TempDir dir;
+  TokenizerTempDir dir;
   write_file(dir.path() / "tokenizer.json", minimal_tokenizer_json().dump());
   auto tok = Tokenizer::load(dir.path().string());
   EXPECT_EQ(tok->encode("abab<s>", false, true), (std::vector<int32_t>{2, 2, 3}));
@@ -38,7 +38,7 @@ TEST(TokenizerErrors, MinimalTokenizerJsonIsValid) {
 }
 
 TEST(TokenizerErrors, TokenizerJsonThatIsNotJson) {
-  TempDir dir;
+  TokenizerTempDir dir;
   write_file(dir.path() / "tokenizer.json", "{\"model\": {\"type\": \"BPE\", ");
   std::string message = load_error(dir.path().string());
   EXPECT_NE(message.find(dir.file("tokenizer.json")), std::string::npos) << message;
@@ -48,7 +48,7 @@ TEST(TokenizerErrors, TokenizerJsonThatIsNotJson) {
 TEST(TokenizerErrors, UnknownModelType) {
   for (const nlohmann::json type : {nlohmann::json("Unigram"), nlohmann::json("WordPiece"),
                                     nlohmann::json("garbage"), nlohmann::json(42)}) {
-    TempDir dir;
+    TokenizerTempDir dir;
     nlohmann::json j = minimal_tokenizer_json();
     j["model"]["type"] = type;
     write_file(dir.path() / "tokenizer.json", j.dump());
@@ -60,7 +60,7 @@ TEST(TokenizerErrors, UnknownModelType) {
 
 TEST(TokenizerErrors, MergeNamingAMissingToken) {
   for (const char* merge : {"a zz", "zz b", "b a"}) {  // "ba", the merged token, is missing too
-    TempDir dir;
+    TokenizerTempDir dir;
     nlohmann::json j = minimal_tokenizer_json();
     j["model"]["merges"] = {"a b", merge};
     write_file(dir.path() / "tokenizer.json", j.dump());
@@ -71,7 +71,7 @@ TEST(TokenizerErrors, MergeNamingAMissingToken) {
 }
 
 TEST(TokenizerErrors, UnsupportedPipelineStep) {
-  TempDir dir;
+  TokenizerTempDir dir;
   nlohmann::json j = minimal_tokenizer_json();
   j["normalizer"] = {{"type", "NFKC"}};
   write_file(dir.path() / "tokenizer.json", j.dump());
@@ -81,7 +81,7 @@ TEST(TokenizerErrors, UnsupportedPipelineStep) {
 }
 
 TEST(TokenizerErrors, MissingPathsAndEmptyFolder) {
-  TempDir dir;
+  TokenizerTempDir dir;
   std::string missing = dir.file("no-such-model");
   EXPECT_NE(load_error(missing).find(missing), std::string::npos);
   std::string message = load_error(dir.path().string());
@@ -90,7 +90,7 @@ TEST(TokenizerErrors, MissingPathsAndEmptyFolder) {
 }
 
 TEST(TokenizerErrors, BadTokenizerConfig) {
-  TempDir dir;
+  TokenizerTempDir dir;
   write_file(dir.path() / "tokenizer.json", minimal_tokenizer_json().dump());
   write_file(dir.path() / "tokenizer_config.json", "not json");
   std::string message = load_error(dir.path().string());
@@ -103,7 +103,7 @@ TEST(TokenizerErrors, BadTokenizerConfig) {
 }
 
 TEST(TokenizerErrors, TruncatedLlama2cTokenizer) {
-  TempDir dir;
+  TokenizerTempDir dir;
   std::string bytes(4, '\0');
   bytes[0] = 7;                    // max_token_length
   bytes += std::string(8, '\0');   // token 0: score, length 0
@@ -114,7 +114,7 @@ TEST(TokenizerErrors, TruncatedLlama2cTokenizer) {
 }
 
 TEST(TokenizerErrors, SentencePieceModelThatIsNotOne) {
-  TempDir dir;
+  TokenizerTempDir dir;
   write_file(dir.path() / "tokenizer.model", "this is not a protobuf");
   std::string message = load_error(dir.path().string());
   EXPECT_NE(message.find(dir.file("tokenizer.model")), std::string::npos) << message;

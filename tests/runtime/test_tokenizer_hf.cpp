@@ -84,7 +84,7 @@ TEST(TokenizerHf, MergesWrittenAsPairsGiveTheSameIds) {
     size_t space = s.find(' ');
     merge = nlohmann::json::array({s.substr(0, space), s.substr(space + 1)});
   }
-  test::TempDir dir;
+  test::TokenizerTempDir dir;
   test::write_file(dir.path() / "tokenizer.json", j.dump());
   auto tok = Tokenizer::load(dir.path().string());
   const nlohmann::json cases = test::read_json_file(cases_path)["cases"];

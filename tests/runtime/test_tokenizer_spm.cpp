@@ -12,7 +12,7 @@ namespace {
 class TokenizerSpm : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new test::TempDir();
+    dir_ = new test::TokenizerTempDir();
     std::string corpus;
     for (int i = 0; i < 200; ++i)
       corpus += "Once upon a time there was a little girl named Lily. She liked to play "
@@ -30,10 +30,10 @@ class TokenizerSpm : public ::testing::Test {
     delete tokenizer_;
     delete dir_;
   }
-  static test::TempDir* dir_;
+  static test::TokenizerTempDir* dir_;
   static Tokenizer* tokenizer_;
 };
-test::TempDir* TokenizerSpm::dir_ = nullptr;
+test::TokenizerTempDir* TokenizerSpm::dir_ = nullptr;
 Tokenizer* TokenizerSpm::tokenizer_ = nullptr;
 
 TEST_F(TokenizerSpm, SpecialsComeFromTheModel) {

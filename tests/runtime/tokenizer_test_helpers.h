@@ -54,16 +54,16 @@ inline std::string streamed_text(const Tokenizer& tok, const std::vector<int32_t
 }
 
 // A fresh folder under the system temp dir, removed with its contents at scope exit.
-class TempDir {
+class TokenizerTempDir {
  public:
-  TempDir() {
+  TokenizerTempDir() {
     auto base = std::filesystem::temp_directory_path();
     for (int i = 0;; ++i) {
       path_ = base / ("llama_tp_test_" + std::to_string(::getpid()) + "_" + std::to_string(i));
       if (std::filesystem::create_directory(path_)) break;
     }
   }
-  ~TempDir() {
+  ~TokenizerTempDir() {
     std::error_code ignored;
     std::filesystem::remove_all(path_, ignored);
   }
