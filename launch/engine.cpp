@@ -67,7 +67,9 @@ std::unique_ptr<Backend> make_backend(const Options& o, const ModelConfig& c, co
 #ifdef LLAMA_TP_CUDA
   LLAMA_TP_CHECK(cuda_available(), "--backend cuda: no CUDA GPU is visible to rank ", ranks.rank);
   gpu = choose_gpu(ranks.local_rank, o.gpu);
-  return make_cuda_backend(compute_dtype(o, c), gpu);
+  std::optional<DType> kv;
+  if (o.kv_dtype != "auto") kv = parse_dtype(o.kv_dtype);
+  return make_cuda_backend(compute_dtype(o, c), gpu, kv, o.precise_activations);
 #else
   LLAMA_TP_FAIL("--backend cuda: this llama_tp was built without CUDA (configure with -DLLAMA_TP_CUDA=ON)");
 #endif

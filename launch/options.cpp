@@ -65,6 +65,9 @@ Options parse_options(int argc, char** argv) {
       ("load-format", po::value(&o.load_format)->default_value("auto"), "auto | dummy (random weights of the model's config.json)")
       ("backend", po::value(&o.backend)->default_value("auto"), "auto | cpu | cuda")
       ("dtype", po::value(&o.dtype)->default_value("auto"), "CUDA compute dtype: auto (checkpoint's) | f32 | f16 | bf16")
+      ("kv-dtype", po::value(&o.kv_dtype)->default_value("auto"), "CUDA KV cache dtype: auto (compute dtype) | f32 | f16 | bf16")
+      ("precise-activations", po::bool_switch(&o.precise_activations),
+       "CUDA prompt products see float32 activations (two 16-bit halves, twice the FLOPs) instead of rounded ones")
       ("comm", po::value(&o.comm)->default_value("auto"), "communicator: auto | nccl | mpi | single")
       ("gpu", po::value(&o.gpu)->default_value(-1), "GPU index for this rank (default: local rank)")
       ("ctx-size,c", po::value(&o.ctx_size)->default_value(0), "context size in tokens (0: min(model max, 4096))")
@@ -150,6 +153,7 @@ Options parse_options(int argc, char** argv) {
   LLAMA_TP_CHECK(o.comm == "auto" || o.comm == "nccl" || o.comm == "mpi" || o.comm == "single", "--comm must be auto, nccl, mpi or single, got '", o.comm, "'");
   LLAMA_TP_CHECK(o.load_format == "auto" || o.load_format == "dummy", "--load-format must be auto or dummy, got '", o.load_format, "'");
   LLAMA_TP_CHECK(o.dtype == "auto" || o.dtype == "f32" || o.dtype == "f16" || o.dtype == "bf16", "--dtype must be auto, f32, f16 or bf16, got '", o.dtype, "'");
+  LLAMA_TP_CHECK(o.kv_dtype == "auto" || o.kv_dtype == "f32" || o.kv_dtype == "f16" || o.kv_dtype == "bf16", "--kv-dtype must be auto, f32, f16 or bf16, got '", o.kv_dtype, "'");
   LLAMA_TP_CHECK(o.ctx_size >= 0, "--ctx-size must be >= 0, got ", o.ctx_size);
   LLAMA_TP_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got ", o.batch_size);
   LLAMA_TP_CHECK(o.n_predict >= -1, "--n-predict must be >= -1, got ", o.n_predict);

@@ -48,10 +48,15 @@ struct CudaGraph final : Backend::Graph {
 
 }  // namespace
 
-CudaBackend::CudaBackend(DType compute_dtype, int device_index)
-    : compute_dtype_(compute_dtype), device_index_(device_index) {
+CudaBackend::CudaBackend(DType compute_dtype, int device_index, std::optional<DType> kv_dtype,
+                         bool precise_activations)
+    : compute_dtype_(compute_dtype),
+      kv_dtype_(kv_dtype.value_or(compute_dtype)),
+      precise_activations_(precise_activations),
+      device_index_(device_index) {
   LLAMA_TP_CHECK(is_float(compute_dtype), "the CUDA backend computes in f32, f16 or bf16, not ",
                  dtype_name(compute_dtype));
+  LLAMA_TP_CHECK(is_float(kv_dtype_), "the KV cache holds f32, f16 or bf16, not ", dtype_name(kv_dtype_));
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
     cudaGetLastError();
@@ -192,6 +197,16 @@ void CudaBackend::linear_with(Tensor& out, const Tensor& x, const Tensor& w, Lin
     return;
   }
   const void* xw = x.raw();
+  if (w.dtype() != DType::F32 && precise_activations_) {
+    // x = hi + lo in the weight dtype, one product over the 2m stacked rows, halves summed.
+    const size_t in_bytes = (2 * size_t(x.numel()) * dtype_size(w.dtype()) + 255) / 256 * 256;
+    char* buf = static_cast<char*>(workspace(in_bytes + 2 * size_t(m) * n * sizeof(float)));
+    float* parts = reinterpret_cast<float*>(buf + in_bytes);
+    kernels::split_hi_lo_cuda(buf, w.dtype(), x.data<float>(), size_t(x.numel()), stream_);
+    kernels::gemm_cublas(cublas_, parts, buf, w.raw(), w.dtype(), 2 * m, n, k);
+    kernels::add_halves_cuda(out.data<float>(), parts, size_t(m) * n, stream_);
+    return;
+  }
   if (w.dtype() != DType::F32) {
     void* buf = workspace(size_t(x.numel()) * dtype_size(w.dtype()));
     kernels::convert_cuda(buf, w.dtype(), x.raw(), DType::F32, size_t(x.numel()), stream_);
@@ -442,8 +457,9 @@ void CudaBackend::cast(Tensor& out, const Tensor& in) {
   kernels::convert_cuda(out.raw(), out.dtype(), in.raw(), in.dtype(), size_t(in.numel()), stream_);
 }
 
-std::unique_ptr<Backend> make_cuda_backend(DType compute_dtype, int device_index) {
-  return std::make_unique<CudaBackend>(compute_dtype, device_index);
+std::unique_ptr<Backend> make_cuda_backend(DType compute_dtype, int device_index, std::optional<DType> kv_dtype,
+                                           bool precise_activations) {
+  return std::make_unique<CudaBackend>(compute_dtype, device_index, kv_dtype, precise_activations);
 }
 
 std::pair<size_t, size_t> CudaBackend::memory_info() {

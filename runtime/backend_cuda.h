@@ -1,4 +1,5 @@
 #pragma once
+#include <optional>
 // The CUDA backend: one GPU, weights in a compute dtype (bf16, f16 or f32), activations in
 // float32, fp32 accumulation everywhere. Every op is queued on one stream that the backend owns
 // (a blocking stream, so Tensor::copy_from/to_floats on the default stream stay ordered with
@@ -18,7 +19,11 @@ namespace llama_tp {
 class CudaBackend : public Backend {
  public:
   // Selects device_index (cudaSetDevice) and creates the stream and the cuBLAS handle.
-  CudaBackend(DType compute_dtype, int device_index);
+  // kv_dtype: the KV cache's dtype (default: the compute dtype). precise_activations: products
+  // of many tokens see float32 activations (split into two 16-bit halves, twice the FLOPs)
+  // instead of activations rounded to the weight dtype.
+  CudaBackend(DType compute_dtype, int device_index, std::optional<DType> kv_dtype = std::nullopt,
+              bool precise_activations = false);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
@@ -28,7 +33,7 @@ class CudaBackend : public Backend {
 
   Tensor upload_weight(const Tensor& host) override;
   Tensor alloc(std::vector<int64_t> shape, DType dtype) override;
-  DType kv_dtype() const override { return compute_dtype_; }
+  DType kv_dtype() const override { return kv_dtype_; }
 
   void embedding(Tensor& out, const Tensor& table, const Tensor& ids) override;
   void rmsnorm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) override;
@@ -87,6 +92,8 @@ class CudaBackend : public Backend {
   const float* device_inv_freq(const Tensor& inv_freq, const AttentionShape& shape, const char* op);
 
   DType compute_dtype_;
+  DType kv_dtype_;
+  bool precise_activations_ = false;
   int device_index_;
   CUstream_st* stream_ = nullptr;
   cublasContext* cublas_ = nullptr;
@@ -107,6 +114,8 @@ class CudaBackend : public Backend {
 };
 
 // compute_dtype: f32, f16 or bf16; device_index: a visible CUDA device.
-std::unique_ptr<Backend> make_cuda_backend(DType compute_dtype, int device_index);
+std::unique_ptr<Backend> make_cuda_backend(DType compute_dtype, int device_index,
+                                           std::optional<DType> kv_dtype = std::nullopt,
+                                           bool precise_activations = false);
 
 }  // namespace llama_tp
