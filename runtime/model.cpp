@@ -40,7 +40,8 @@ size_t ModelWeights::nbytes() const {
   return n;
 }
 
-ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const WeightSource& src, Backend& backend) {
+ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const WeightSource& src, Backend& backend,
+                          const QuantSpec& quant) {
   const int64_t hd = c.head_dim, dim = c.dim;
   // Read in the checkpoint's own dtype; the backend converts once on upload.
   auto rows = [&](const std::string& name, int64_t r0, int64_t n) {
@@ -50,6 +51,7 @@ ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const Weight
     return src.read_block(name, 0, src.info(name).shape.at(0), c0, n, src.info(name).dtype);
   };
   auto whole = [&](const std::string& name) { return backend.upload_weight(read_whole(src, name, src.info(name).dtype)); };
+  auto linear = [&](const Tensor& host) { return backend.upload_linear(host, quant); };
 
   ModelWeights w;
   w.embedding = whole("model.embed_tokens.weight");
@@ -57,22 +59,22 @@ ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const Weight
     LayerWeights L;
     L.attn_norm = whole(layer_name(l, "input_layernorm.weight"));
     L.ffn_norm = whole(layer_name(l, "post_attention_layernorm.weight"));
-    L.wqkv = backend.upload_weight(stack_rows({
+    L.wqkv = linear(stack_rows({
         rows(layer_name(l, "self_attn.q_proj.weight"), p.q_head_begin * hd, p.n_heads_local * hd),
         rows(layer_name(l, "self_attn.k_proj.weight"), p.kv_head_begin * hd, p.n_kv_heads_local * hd),
         rows(layer_name(l, "self_attn.v_proj.weight"), p.kv_head_begin * hd, p.n_kv_heads_local * hd),
     }));
-    L.wo = backend.upload_weight(cols(layer_name(l, "self_attn.o_proj.weight"), p.q_head_begin * hd, p.n_heads_local * hd));
-    L.w13 = backend.upload_weight(stack_rows({
+    L.wo = linear(cols(layer_name(l, "self_attn.o_proj.weight"), p.q_head_begin * hd, p.n_heads_local * hd));
+    L.w13 = linear(stack_rows({
         rows(layer_name(l, "mlp.gate_proj.weight"), p.ffn.begin, p.ffn.count),
         rows(layer_name(l, "mlp.up_proj.weight"), p.ffn.begin, p.ffn.count),
     }));
-    L.w2 = backend.upload_weight(cols(layer_name(l, "mlp.down_proj.weight"), p.ffn.begin, p.ffn.count));
+    L.w2 = linear(cols(layer_name(l, "mlp.down_proj.weight"), p.ffn.begin, p.ffn.count));
     w.layers.push_back(std::move(L));
   }
   w.final_norm = whole("model.norm.weight");
   const std::string head = c.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  w.lm_head = backend.upload_weight(rows(head, p.vocab.begin, p.vocab.count));
+  w.lm_head = linear(rows(head, p.vocab.begin, p.vocab.count));
   (void)dim;
   return w;
 }
