@@ -108,7 +108,8 @@ Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer
   }
   // The memory plan, before anything is loaded: a model that cannot fit fails here, with numbers.
   e.quant = choose_quant(o, e.checkpoint);
-  e.memory_plan = plan_rank_memory(o, c, *e.backend, ranks.world, ranks.rank, ctx, e.quant);
+  e.comm->barrier();  // every rank reads the free memory before any rank allocates
+  e.memory_plan = plan_rank_memory(o, c, *e.backend, ranks, ctx, e.quant);
   if (o.verbose) log_line(e, "memory plan: " + e.memory_plan.describe(), true, true);
   require_fits(e.memory_plan);
   ModelWeights weights = load_weights(c, plan, *e.checkpoint.weights, *e.backend, e.quant);

@@ -7,6 +7,10 @@
 #include <regex>
 #include <vector>
 
+#ifdef LLAMA_TP_CUDA
+#include <cuda_runtime.h>
+#endif
+
 #include "parallel/shard_plan.h"
 #include "runtime/error.h"
 #include "runtime/kv_cache.h"
@@ -212,12 +216,32 @@ void require_fits(const MemoryPlan& plan) {
                 plan.available_from, "): ", breakdown(plan), "; ", advice, ".");
 }
 
-MemoryPlan plan_rank_memory(const Options& o, const ModelConfig& c, Backend& backend, int world, int rank, int ctx,
+namespace {
+
+// How many ranks of this node run on this rank's GPU (launch/engine.cpp picks local_rank % GPUs,
+// or --gpu for all).
+int ranks_sharing_gpu(const Options& o, const RankInfo& ranks) {
+  int gpus = 0;
+#ifdef LLAMA_TP_CUDA
+  if (cudaGetDeviceCount(&gpus) != cudaSuccess) {
+    cudaGetLastError();
+    gpus = 0;
+  }
+#endif
+  if (gpus <= 0 || ranks.local_world <= 1) return 1;
+  if (o.gpu >= 0) return ranks.local_world;
+  const int mine = ranks.local_rank % gpus;
+  return ranks.local_world / gpus + (mine < ranks.local_world % gpus ? 1 : 0);
+}
+
+}  // namespace
+
+MemoryPlan plan_rank_memory(const Options& o, const ModelConfig& c, Backend& backend, const RankInfo& ranks, int ctx,
                             const QuantSpec& quant) {
   MemoryPlanInputs in;
   in.config = c;
-  in.world = world;
-  in.rank = rank;
+  in.world = ranks.world;
+  in.rank = ranks.rank;
   in.device = backend.device();
   in.checkpoint_dtype = c.dtype;
   // The CPU backend keeps float weights in f32; CUDA keeps weights and the KV cache in its
@@ -229,9 +253,12 @@ MemoryPlan plan_rank_memory(const Options& o, const ModelConfig& c, Backend& bac
   in.batch_tokens = o.batch_size;
   MemoryPlan plan = plan_memory(in);
   if (in.device == Device::CUDA) {
-    const auto [free_b, total_b] = backend.memory_info();
+    const auto [gpu_free, total_b] = backend.memory_info();
+    const int sharing = ranks_sharing_gpu(o, ranks);
+    const size_t free_b = gpu_free / size_t(sharing);
     const size_t limit = o.gpu_memory_limit ? o.gpu_memory_limit : o.memory_limit;
-    const std::string free_text = format_bytes(free_b) + " free of " + format_bytes(total_b) + " on the GPU";
+    std::string free_text = format_bytes(gpu_free) + " free of " + format_bytes(total_b) + " on the GPU";
+    if (sharing > 1) free_text += ", shared by " + std::to_string(sharing) + " ranks: " + format_bytes(free_b) + " each";
     const std::string option = o.gpu_memory_limit ? "--gpu-memory-limit " : "--memory-limit ";
     if (limit && (free_b == 0 || limit <= free_b)) {
       plan.available = limit;

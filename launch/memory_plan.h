@@ -12,6 +12,7 @@
 
 #include "launch/options.h"
 #include "parallel/communicator.h"
+#include "parallel/runtime_env.h"
 #include "runtime/backend.h"
 #include "runtime/config.h"
 #include "runtime/linear_weight.h"
@@ -56,9 +57,11 @@ int largest_fitting_context(const MemoryPlanInputs& in, size_t available);
 // Throws one llama_tp::Error naming the numbers and what would fit, unless plan.fits().
 void require_fits(const MemoryPlan& plan);
 
-// This rank's plan at start-up, with what its device offers: the backend's free memory (CUDA),
-// capped by --gpu-memory-limit (or --memory-limit); on the CPU, --memory-limit or no limit.
-MemoryPlan plan_rank_memory(const Options& o, const ModelConfig& config, Backend& backend, int world, int rank,
+// This rank's plan at start-up, with what its device offers: on CUDA the GPU's free memory
+// (split evenly between the ranks of this node that share the GPU), capped by
+// --gpu-memory-limit (or --memory-limit); on the CPU, --memory-limit or no limit. Call it on
+// every rank before any rank allocates (the free memory is read here).
+MemoryPlan plan_rank_memory(const Options& o, const ModelConfig& config, Backend& backend, const RankInfo& ranks,
                             int ctx, const QuantSpec& quant);
 // Every rank's plan summary, on rank 0 (an empty array elsewhere); every rank must call it.
 nlohmann::json gather_memory_plans(Communicator& comm, const MemoryPlan& mine);
