@@ -22,6 +22,9 @@
 
 #include "kernels/argmax.h"
 #include "runtime/model.h"
+#ifdef LLAMA_TP_CUDA
+#include "runtime/backend_cuda.h"
+#endif
 #include "test_util.h"
 
 namespace llama_tp {
@@ -77,13 +80,31 @@ Agreement compare(const std::vector<float>& got, const std::vector<float>& want,
   return a;
 }
 
-std::vector<float> prompt_logits(const Checkpoint& ck, const QuantSpec& quant, const std::vector<int32_t>& prompt) {
-  auto backend = make_cpu_backend();
+enum class On { Cpu, Cuda };
+
+std::unique_ptr<Backend> make_backend(On on, const ModelConfig& c) {
+#ifdef LLAMA_TP_CUDA
+  if (on == On::Cuda) return make_cuda_backend(c.dtype, 0);  // the checkpoint's dtype: the bf16/fp16 path
+#endif
+  return make_cpu_backend();
+}
+
+// Logits at every prompt position: from one prompt pass (m > 1: on CUDA the dequantize + cuBLAS
+// path), or one token at a time (m = 1: the GEMV).
+std::vector<float> prompt_logits(On on, const Checkpoint& ck, const QuantSpec& quant, const std::vector<int32_t>& prompt,
+                                 bool one_by_one = false) {
+  auto backend = make_backend(on, ck.config);
   LoneCommunicator comm;
   ShardPlan plan = ShardPlan::make(ck.config, 1, 0);
   Model model(ck.config, plan, load_weights(ck.config, plan, *ck.weights, *backend, quant), *backend, comm,
               int(prompt.size()), 16);
-  return model.forward(prompt.data(), int(prompt.size()), 0, true);
+  if (!one_by_one) return model.forward(prompt.data(), int(prompt.size()), 0, true);
+  std::vector<float> out;
+  for (int t = 0; t < int(prompt.size()); ++t) {
+    const std::vector<float> l = model.forward(&prompt[size_t(t)], 1, t, false);
+    out.insert(out.end(), l.begin(), l.end());
+  }
+  return out;
 }
 
 // The reference prompt, or for a model without a reference file (the trained stories260K) BOS
@@ -108,24 +129,33 @@ std::vector<int32_t> prompt_of(const std::string& name, const Checkpoint& ck) {
   return out;
 }
 
-class Int8ReferenceModel : public ::testing::TestWithParam<std::string> {};
+struct Case {
+  std::string model;
+  On on;
+};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.model << (c.on == On::Cuda ? " cuda" : " cpu"); }
+
+class Int8ReferenceModel : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Int8ReferenceModel, LogitsAgreeWithTheUnquantizedPath) {
-  const std::string name = GetParam();
+  const auto [name, on] = GetParam();
   if (test::shared_path("models/" + name).empty())
     GTEST_SKIP() << "reference model " << name << " not found under " << test::shared_dir() << "/models";
+  if (on == On::Cuda && !cuda_available()) GTEST_SKIP() << "no CUDA GPU";
   Checkpoint ck = open_checkpoint(test::shared_path("models/" + name));
   const std::vector<int32_t> prompt = prompt_of(name, ck);
   const int n = int(prompt.size());
   const int64_t vocab = ck.config.vocab_size;
-  const std::vector<float> base = prompt_logits(ck, QuantSpec::none(), prompt);
+  const std::vector<float> base = prompt_logits(on, ck, QuantSpec::none(), prompt);
   const bool strict = name == "tiny-llama3" || name == "stories260K-hf";
+  const char* where = on == On::Cuda ? "cuda" : "cpu";
   for (QuantSpec spec : {QuantSpec::int8_groups(128), QuantSpec::int8_groups(0)}) {
-    const Agreement a = compare(prompt_logits(ck, spec, prompt), base, n, vocab);
-    std::cout << "[ int8 ] " << name << " " << spec.describe() << ": top-1 agreement " << a.top1 * 100 << "% of " << n
-              << " positions (" << a.top1_clear * 100 << "% of the " << a.clear << " that are not near ties), cosine mean "
-              << a.mean_cos << " min " << a.min_cos << "\n";
-    const std::string what = name + " " + spec.describe();
+    const std::vector<float> int8 = prompt_logits(on, ck, spec, prompt);
+    const Agreement a = compare(int8, base, n, vocab);
+    std::cout << "[ int8 ] " << where << " " << name << " " << spec.describe() << ": top-1 agreement " << a.top1 * 100
+              << "% of " << n << " positions (" << a.top1_clear * 100 << "% of the " << a.clear
+              << " that are not near ties), cosine mean " << a.mean_cos << " min " << a.min_cos << "\n";
+    const std::string what = name + " " + where + " " + spec.describe();
     if (spec.group != 128) {  // per row: for the record, and no worse than a loose bound
       EXPECT_GE(a.mean_cos, 0.99) << what;
       continue;
@@ -133,17 +163,30 @@ TEST_P(Int8ReferenceModel, LogitsAgreeWithTheUnquantizedPath) {
     EXPECT_GE(a.mean_cos, name == "tiny-gqa-f32" ? 0.995 : 0.999) << what;
     EXPECT_GE(a.top1_clear, 0.98) << what;
     if (strict) EXPECT_GE(a.top1, 0.98) << what;
+    if (on == On::Cuda) {
+      // The int8 GEMV (one token at a time) against the dequantized cuBLAS prompt pass: the same
+      // int8 weights, so they differ only by the rounding of x (and of q * scale) to the compute dtype.
+      const Agreement g = compare(prompt_logits(on, ck, spec, prompt, true), int8, n, vocab);
+      std::cout << "[ int8 ] cuda " << name << " GEMV vs prompt pass: cosine mean " << g.mean_cos << " min " << g.min_cos
+                << "\n";
+      EXPECT_GE(g.mean_cos, 0.999) << what << " GEMV";
+    }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(SharedModels, Int8ReferenceModel,
-                         ::testing::Values("tiny-llama3", "tiny-llama2", "tiny-gqa-f32", "stories260K-hf"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& c : s)
-                             if (c == '-') c = '_';
-                           return s;
-                         });
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  for (On on : {On::Cpu, On::Cuda})
+    for (const char* m : {"tiny-llama3", "tiny-llama2", "tiny-gqa-f32", "stories260K-hf"}) out.push_back({m, on});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedModels, Int8ReferenceModel, ::testing::ValuesIn(cases()), [](const auto& info) {
+  std::string s = info.param.model + (info.param.on == On::Cuda ? "_cuda" : "_cpu");
+  for (char& c : s)
+    if (c == '-' || c == '.') c = '_';
+  return s;
+});
 
 }  // namespace
 }  // namespace llama_tp
