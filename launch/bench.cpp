@@ -122,7 +122,7 @@ void run_bench(Engine& e, const Options& o) {
     }
   }
 
-  const std::string dtype = dtype_name(e.model->weights().layers.at(0).wqkv.dtype());
+  const std::string dtype = e.model->weights().layers.at(0).wqkv.format();  // "bf16", "i8/g128"
   const std::string model_name = e.checkpoint.path;
   if (o.bench_output == "json") {
     nlohmann::json j;
@@ -133,6 +133,8 @@ void run_bench(Engine& e, const Options& o) {
     j["dtype"] = dtype;
     j["bandwidth_gbs"] = bandwidth;
     j["weight_bytes_per_rank"] = e.model->weights().nbytes();
+    j["quant"] = e.quant.describe();
+    j["memory_plan"] = e.memory_plans;  // one entry per rank
     for (const Row& r : rows)
       j["results"].push_back({{"test", r.test}, {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"depth", r.depth},
                               {"tokens_per_s", r.tps.mean}, {"stddev", r.tps.stddev}, {"gbs", r.gbs},

@@ -7,6 +7,7 @@
 #include "parallel/make_communicator.h"
 #include "runtime/dummy_weights.h"
 #include "runtime/error.h"
+#include "runtime/llama2c.h"
 #ifdef LLAMA_TP_CUDA
 #include "runtime/backend_cuda.h"
 #endif
@@ -77,6 +78,14 @@ std::unique_ptr<Backend> make_backend(const Options& o, const ModelConfig& c, co
 
 }  // namespace
 
+QuantSpec choose_quant(const Options& o, const Checkpoint& ck) {
+  const auto* l2c = dynamic_cast<const Llama2cSource*>(ck.weights.get());
+  const int file_group = l2c && l2c->version() == 2 ? l2c->group_size() : 0;
+  if (o.quant == "none" || (o.quant == "auto" && file_group == 0)) return QuantSpec::none();
+  // A version 2 file's own group size requantizes its int8 values unchanged.
+  return QuantSpec::int8_groups(o.quant_group >= 0 ? o.quant_group : file_group ? file_group : QuantSpec::kDefaultGroup);
+}
+
 Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer) {
   const auto t0 = std::chrono::steady_clock::now();
   Engine e;
@@ -99,7 +108,13 @@ Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer
     log_line(e, ranks.describe() + ", backend " + where + ", communicator " + e.comm->name() + ", " + plan.describe(), true, true);
     log_line(e, "model: " + e.checkpoint.path + ": " + c.summary());
   }
-  ModelWeights weights = load_weights(c, plan, *e.checkpoint.weights, *e.backend);
+  // The memory plan, before anything is loaded: a model that cannot fit fails here, with numbers.
+  e.quant = choose_quant(o, e.checkpoint);
+  e.comm->barrier();  // every rank reads the free memory before any rank allocates
+  e.memory_plan = plan_rank_memory(o, c, *e.backend, ranks, ctx, e.quant);
+  if (o.verbose) log_line(e, "memory plan: " + e.memory_plan.describe(), true, true);
+  require_fits(e.memory_plan);
+  ModelWeights weights = load_weights(c, plan, *e.checkpoint.weights, *e.backend, e.quant);
   const size_t weight_bytes = weights.nbytes();
   e.model = std::make_unique<Model>(c, plan, std::move(weights), *e.backend, *e.comm, ctx, o.batch_size);
   if (!o.cuda_graphs) e.model->set_graphs_enabled(false);
@@ -113,6 +128,7 @@ Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer
     const std::string tok = find_tokenizer(o.model);
     if (!tok.empty()) e.tokenizer = Tokenizer::load(tok);
   }
+  e.memory_plans = gather_memory_plans(*e.comm, e.memory_plan);
   e.comm->barrier();
   e.load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return e;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "launch/memory_plan.h"
 #include "launch/options.h"
 #include "parallel/communicator.h"
 #include "parallel/runtime_env.h"
@@ -24,7 +25,13 @@ struct Engine {
   std::unique_ptr<Tokenizer> tokenizer;  // rank 0, when the model has one
   int gpu = -1;
   double load_seconds = 0;
+  QuantSpec quant;                   // how the linear layers are stored (--quant)
+  MemoryPlan memory_plan;            // this rank's, checked before loading
+  nlohmann::json memory_plans;       // rank 0: every rank's plan (bench JSON)
 };
+
+// --quant / --quant-group for this checkpoint (auto: int8 for llama2.c version 2 files).
+QuantSpec choose_quant(const Options& o, const Checkpoint& checkpoint);
 
 // Opens a model folder / .bin file, or builds dummy weights for a named shape or a config.
 Checkpoint open_model(const Options& o);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "launch/memory_plan.h"
 #include "runtime/error.h"
 
 namespace po = boost::program_options;
@@ -54,7 +55,7 @@ Options parse_options(int argc, char** argv) {
   }
   const bool bench = o.command == Command::Bench;
 
-  std::string prompt_ids, ids, bench_p = "512", bench_n = "128", bench_d = "0";
+  std::string prompt_ids, ids, bench_p = "512", bench_n = "128", bench_d = "0", gpu_limit, mem_limit;
   bool detokenize_flag = false, no_cuda_graphs = false;
   po::options_description model("Model and placement");
   model.add_options()
@@ -74,6 +75,12 @@ Options parse_options(int argc, char** argv) {
       ("batch-size,b", po::value(&o.batch_size)->default_value(512), "prompt tokens per forward pass")
       ("no-cuda-graphs", po::bool_switch(&no_cuda_graphs), "run decode steps kernel by kernel instead of replaying "
                                                           "them as CUDA graphs (also: LLAMA_TP_NO_GRAPHS=1)")
+      ("quant", po::value(&o.quant)->default_value("auto"), "linear-layer weights: none | int8 (weight-only, quantized at load "
+                                                            "time) | auto (int8 for llama2.c version 2 files, else none)")
+      ("quant-group", po::value(&o.quant_group)->default_value(-1), "--quant int8: input columns per scale (0: one per row; "
+                                                                    "-1: 128, or a llama2.c version 2 file's own group size)")
+      ("gpu-memory-limit", po::value(&gpu_limit), "most GPU memory one rank may use, e.g. 24GiB (emulates a smaller card)")
+      ("memory-limit", po::value(&mem_limit), "most memory one rank may use on its device (host RAM with --backend cpu), e.g. 8GiB")
       ("verbose", po::bool_switch(&o.verbose), "every rank prints who it is, its GPU, memory plan and shard");
   po::options_description prompt("Prompt");
   prompt.add_options()
@@ -154,6 +161,10 @@ Options parse_options(int argc, char** argv) {
   LLAMA_TP_CHECK(o.load_format == "auto" || o.load_format == "dummy", "--load-format must be auto or dummy, got '", o.load_format, "'");
   LLAMA_TP_CHECK(o.dtype == "auto" || o.dtype == "f32" || o.dtype == "f16" || o.dtype == "bf16", "--dtype must be auto, f32, f16 or bf16, got '", o.dtype, "'");
   LLAMA_TP_CHECK(o.kv_dtype == "auto" || o.kv_dtype == "f32" || o.kv_dtype == "f16" || o.kv_dtype == "bf16", "--kv-dtype must be auto, f32, f16 or bf16, got '", o.kv_dtype, "'");
+  LLAMA_TP_CHECK(o.quant == "auto" || o.quant == "none" || o.quant == "int8", "--quant must be auto, none or int8, got '", o.quant, "'");
+  LLAMA_TP_CHECK(o.quant_group >= -1, "--quant-group must be >= 0 (0: one scale per row) or -1 (auto), got ", o.quant_group);
+  if (!gpu_limit.empty()) o.gpu_memory_limit = parse_byte_size(gpu_limit, "--gpu-memory-limit");
+  if (!mem_limit.empty()) o.memory_limit = parse_byte_size(mem_limit, "--memory-limit");
   LLAMA_TP_CHECK(o.ctx_size >= 0, "--ctx-size must be >= 0, got ", o.ctx_size);
   LLAMA_TP_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got ", o.batch_size);
   LLAMA_TP_CHECK(o.n_predict >= -1, "--n-predict must be >= -1, got ", o.n_predict);

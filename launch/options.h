@@ -1,5 +1,6 @@
 #pragma once
 // Command-line options of the llama_tp executable (llama.cpp's names where they exist).
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -28,6 +29,10 @@ struct Options {
   int ctx_size = 0;               // 0: min(model's max positions, 4096)
   int batch_size = 512;           // prompt tokens per forward pass
   bool cuda_graphs = true;        // replay decode steps as CUDA graphs (--no-cuda-graphs; env LLAMA_TP_NO_GRAPHS=1)
+  std::string quant = "auto";     // auto (none; int8 for llama2.c version 2 files) | none | int8
+  int quant_group = -1;           // int8: input columns per scale (0: per row; -1: 128, or a v2 file's own)
+  size_t gpu_memory_limit = 0;    // bytes one rank may use on its GPU (0: its free memory)
+  size_t memory_limit = 0;        // bytes one rank may use on its device, host RAM for --backend cpu (0: no limit)
   bool verbose = false;
 
   // prompt

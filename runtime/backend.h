@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "runtime/linear_weight.h"
 #include "runtime/tensor.h"
 
 namespace llama_tp {
@@ -40,6 +41,10 @@ class Backend {
   // Copies a host weight (any dtype) into this backend's storage for weights (CPU: float32;
   // CUDA: its compute dtype).
   virtual Tensor upload_weight(const Tensor& host) = 0;
+  // Uploads a linear layer's weight (host [out, in], any float dtype) stored as `quant` asks:
+  // as upload_weight does, or int8 quantized here (runtime/linear_weight.h). The default
+  // implementation refuses int8.
+  virtual LinearWeight upload_linear(const Tensor& host, const QuantSpec& quant);
   // Uninitialised buffer on this backend's device.
   virtual Tensor alloc(std::vector<int64_t> shape, DType dtype) = 0;
   // dtype of the KV cache (CPU: f32; CUDA: compute dtype).
@@ -51,6 +56,8 @@ class Backend {
   virtual void rmsnorm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) = 0;
   // out[T, N] = x[T, K] · w[N, K]ᵀ
   virtual void linear(Tensor& out, const Tensor& x, const Tensor& w) = 0;
+  // The same for a plain or int8 LinearWeight (the default handles plain ones only).
+  virtual void linear(Tensor& out, const Tensor& x, const LinearWeight& w);
   // Rotates the q and k parts of fused qkv rows ([T, qkv_width]) for positions pos0.. .
   virtual void rope_qk(Tensor& qkv, const AttentionShape& shape, int pos0, const Tensor& inv_freq) = 0;
   // Writes the k and v parts of qkv into the caches ([n_kv_heads, max_seq, head_dim]) at pos0.. .

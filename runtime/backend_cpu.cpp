@@ -6,6 +6,8 @@
 #include "kernels/attention.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_int8.h"
+#include "kernels/quantize.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -30,6 +32,17 @@ class CpuBackend final : public Backend {
     Tensor out = Tensor::empty(host.shape(), DType::F32);
     convert_to_f32(host.raw(), host.dtype(), out.data<float>(), size_t(host.numel()));
     return out;
+  }
+
+  // int8: quantized on the host, from the weight converted to float32.
+  LinearWeight upload_linear(const Tensor& host, const QuantSpec& quant) override {
+    Tensor w = upload_weight(host);
+    if (!quant.int8) return LinearWeight(std::move(w));
+    LLAMA_TP_CHECK(w.ndim() == 2, "int8 weights must be matrices, not ", w.shape_string());
+    const int64_t n = w.dim(0), k = w.dim(1), group = quant.group_for(k);
+    Tensor q = Tensor::empty({n, k}, DType::I8), scales = Tensor::empty({n, quant_groups(k, group)}, DType::F32);
+    kernels::quantize_int8_cpu(q.data<int8_t>(), scales.data<float>(), w.data<float>(), n, k, group);
+    return LinearWeight(std::move(q), std::move(scales), int(group));
   }
 
   Tensor alloc(std::vector<int64_t> shape, DType dtype) override { return Tensor::empty(std::move(shape), dtype); }
@@ -66,6 +79,16 @@ class CpuBackend final : public Backend {
     int dim = int(x.dim(-1));
     kernels::add_rmsnorm_cpu(out.data<float>(), x.data<float>(), residual.data<float>(), weight.data<float>(),
                              int(x.numel() / dim), dim, eps);
+  }
+
+  void linear(Tensor& out, const Tensor& x, const LinearWeight& w) override {
+    if (!w.quantized()) return linear(out, x, w.values);
+    expect_f32_cpu(x, "linear input");
+    LLAMA_TP_CHECK(w.dtype() == DType::I8 && w.ndim() == 2 && x.dim(-1) == w.dim(1) && out.dim(-1) == w.dim(0),
+                   "linear: x ", x.shape_string(), " w ", w.shape_string(), " (", w.format(), ") out ",
+                   out.shape_string(), " do not agree");
+    kernels::matmul_int8_cpu(out.data<float>(), x.data<float>(), w.values.data<int8_t>(), w.scales.data<float>(),
+                             int(x.numel() / x.dim(-1)), int(w.dim(0)), int(w.dim(1)), w.group);
   }
 
   void rope_qk(Tensor& qkv, const AttentionShape& s, int pos0, const Tensor& inv_freq) override {

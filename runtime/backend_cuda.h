@@ -32,12 +32,15 @@ class CudaBackend : public Backend {
   std::string name() const override;  // "cuda:0 (NVIDIA H100 80GB HBM3, bf16)"
 
   Tensor upload_weight(const Tensor& host) override;
+  // int8: the shard is copied in its own dtype and quantized on the GPU (backend_cuda_int8.cu).
+  LinearWeight upload_linear(const Tensor& host, const QuantSpec& quant) override;
   Tensor alloc(std::vector<int64_t> shape, DType dtype) override;
   DType kv_dtype() const override { return kv_dtype_; }
 
   void embedding(Tensor& out, const Tensor& table, const Tensor& ids) override;
   void rmsnorm(Tensor& out, const Tensor& x, const Tensor& weight, float eps) override;
   void linear(Tensor& out, const Tensor& x, const Tensor& w) override;
+  void linear(Tensor& out, const Tensor& x, const LinearWeight& w) override;
   // inv_freq: float32, on the device or the host (a host one is copied once and cached).
   void rope_qk(Tensor& qkv, const AttentionShape& shape, int pos0, const Tensor& inv_freq) override;
   void kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv, const AttentionShape& shape,
@@ -76,6 +79,8 @@ class CudaBackend : public Backend {
   // Which kernel linear() uses: Auto picks the GEMV for one token and cuBLAS otherwise.
   enum class LinearAlgo { Auto, Gemv, Cublas };
   void linear_with(Tensor& out, const Tensor& x, const Tensor& w, LinearAlgo algo);
+  // For int8 weights Gemv is the int8 GEMV and Cublas dequantizes tiles of w for cuBLAS.
+  void linear_with(Tensor& out, const Tensor& x, const LinearWeight& w, LinearAlgo algo);
 
   void* stream() const;  // the cudaStream_t every op runs on (for the NCCL communicator)
   void* native_stream() override { return stream(); }

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <vector>
 
 #include "runtime/error.h"
 
@@ -52,15 +53,18 @@ Llama2cSource::Llama2cSource(const std::string& path) : file_(path) {
     LLAMA_TP_CHECK(size >= kV1HeaderBytes, path, " starts with the llama2.c \"ak42\" magic but is only ",
                    size, " bytes long, shorter than its 256-byte header; the file is truncated.");
     const int32_t version = read_i32(data + 4);
-    LLAMA_TP_CHECK(version != 2, path, " is a llama2.c version 2 (int8 Q8_0) checkpoint, which "
-                   "llama_tp does not load yet; export it with llama2.c's export.py --version 1 (float32).");
-    LLAMA_TP_CHECK(version == 1, path, " is a llama2.c checkpoint of unknown version ", version,
-                   "; llama_tp loads the legacy format and version 1.");
-    version_ = 1;
+    LLAMA_TP_CHECK(version == 1 || version == 2, path, " is a llama2.c checkpoint of unknown version ", version,
+                   "; llama_tp loads the legacy format, version 1 (float32) and version 2 (int8).");
+    version_ = version;
     std::memcpy(&h, data + 8, sizeof h);
     shared = data[8 + sizeof h] != 0;
     h.vocab_size = std::abs(h.vocab_size);
     data_start = kV1HeaderBytes;
+    if (version_ == 2) {
+      group_size_ = read_i32(data + 8 + sizeof h + 1);  // right after the shared-classifier byte
+      LLAMA_TP_CHECK(group_size_ > 0 && group_size_ <= kMaxDim, path, " is a llama2.c version 2 checkpoint with group size ",
+                     group_size_, " in its header; it must be a positive number (export.py writes 64 or less).");
+    }
   } else {
     version_ = 0;
     std::memcpy(&h, data, sizeof h);
@@ -69,8 +73,9 @@ Llama2cSource::Llama2cSource(const std::string& path) : file_(path) {
     data_start = sizeof h;
   }
 
+  const char* format = version_ == 0 ? "legacy format" : version_ == 1 ? "version 1" : "version 2";
   auto bad = [&](const char* why) {
-    LLAMA_TP_FAIL(path, " is not a valid llama2.c checkpoint: its header (", describe_header(h), ") ",
+    LLAMA_TP_FAIL(path, " is not a valid llama2.c checkpoint: its ", format, " header (", describe_header(h), ") ",
                   why, ".");
   };
   for (int32_t v : {h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len})
@@ -84,11 +89,23 @@ Llama2cSource::Llama2cSource(const std::string& path) : file_(path) {
   const int64_t dim = h.dim, hidden = h.hidden_dim, L = h.n_layers, vocab = h.vocab_size;
   const int64_t q_rows = int64_t(h.n_heads) * hs, kv_rows = int64_t(h.n_kv_heads) * hs;
   unsigned __int128 offset = data_start;
+  // Version 2 stores matrices as int8 values followed by their float32 scales.
   auto add = [&](const std::string& name, std::vector<int64_t> shape, bool permuted = false) {
-    unsigned __int128 bytes = 4;
-    for (int64_t d : shape) bytes *= uint64_t(d);
-    if (offset <= size) entries_[name] = Entry{size_t(offset), std::move(shape), permuted};
-    offset += bytes;
+    const bool q8 = version_ == 2 && shape.size() == 2;
+    unsigned __int128 numel = 1;
+    for (int64_t d : shape) numel *= uint64_t(d);
+    const unsigned __int128 start = offset;
+    Entry e{size_t(offset), std::move(shape), permuted, q8, 0};
+    if (q8) {
+      LLAMA_TP_CHECK(numel % unsigned(group_size_) == 0, path, ": tensor ", name, " of shape ",
+                     shape_to_string(e.shape), " is not a whole number of groups of ", group_size_,
+                     " values, so this is not a valid llama2.c version 2 checkpoint.");
+      e.scale_offset = size_t(offset + numel);
+      offset += numel + numel / unsigned(group_size_) * 4;
+    } else {
+      offset += numel * 4;
+    }
+    if (start <= size) entries_[name] = std::move(e);
   };
   auto per_layer = [&](const char* suffix, std::vector<int64_t> shape, bool permuted = false) {
     for (int64_t l = 0; l < L; ++l)
@@ -101,7 +118,7 @@ Llama2cSource::Llama2cSource(const std::string& path) : file_(path) {
   if (version_ == 0) {
     add("model.embed_tokens.weight", {vocab, dim});
     per_layer(kRmsAtt, {dim});
-  } else {
+  } else {  // versions 1 and 2 (whose matrices, from the embedding on, are int8)
     per_layer(kRmsAtt, {dim});
     per_layer(kRmsFfn, {dim});
     add("model.norm.weight", {dim});
@@ -121,7 +138,6 @@ Llama2cSource::Llama2cSource(const std::string& path) : file_(path) {
   }
   if (!shared) add("lm_head.weight", {vocab, dim});
 
-  const char* format = version_ == 0 ? "legacy format" : "version 1";
   if (offset != size) {
     const uint64_t expected = offset > UINT64_MAX ? UINT64_MAX : uint64_t(offset);
     LLAMA_TP_FAIL(path, " is ", size, " bytes but its llama2.c header (", format, ", ",
@@ -166,6 +182,36 @@ TensorInfo Llama2cSource::info(const std::string& name) const {
   return TensorInfo{DType::F32, entry(name).shape};
 }
 
+namespace {
+
+// A block of a version 2 (Q8_0) matrix, dequantized: value = q * scale[flat index / group].
+Tensor read_q8_block(const uint8_t* q, const uint8_t* scales, int64_t group, const StoredTensor& t,
+                     const std::string& name, const std::string& where, int64_t row0, int64_t n_rows,
+                     int64_t col0, int64_t n_cols, DType out) {
+  const int64_t rows = t.shape.at(0), cols = t.shape.at(1);
+  LLAMA_TP_CHECK(row0 >= 0 && n_rows >= 0 && row0 <= rows && n_rows <= rows - row0 && col0 >= 0 && n_cols >= 0 &&
+                     col0 <= cols && n_cols <= cols - col0,
+                 "cannot read rows [", row0, ", ", row0 + n_rows, ") x columns [", col0, ", ", col0 + n_cols,
+                 ") of tensor ", name, " in ", where, ": its shape is ", shape_to_string(t.shape), ".");
+  Tensor result = Tensor::empty({n_rows, n_cols}, out);
+  std::vector<float> row(static_cast<size_t>(n_cols));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t stored_row = t.row_map ? t.row_map(row0 + r) : row0 + r;
+    const int64_t first = stored_row * cols + col0;
+    for (int64_t j = 0; j < n_cols; ++j) {
+      const int64_t flat = first + j;
+      float scale;
+      std::memcpy(&scale, scales + size_t(flat / group) * 4, 4);
+      row[size_t(j)] = float(int8_t(q[flat])) * scale;
+    }
+    convert_elements(row.data(), DType::F32, static_cast<uint8_t*>(result.raw()) + size_t(r * n_cols) * dtype_size(out),
+                     out, size_t(n_cols));
+  }
+  return result;
+}
+
+}  // namespace
+
 Tensor Llama2cSource::read_block(const std::string& name, int64_t row0, int64_t n_rows, int64_t col0,
                                  int64_t n_cols, DType out) const {
   const Entry& e = entry(name);
@@ -177,6 +223,9 @@ Tensor Llama2cSource::read_block(const std::string& name, int64_t row0, int64_t 
     const int64_t hd = config_.head_dim;
     t.row_map = [hd](int64_t r) { return llama2c_rope_row(r, hd); };
   }
+  if (e.q8)
+    return read_q8_block(file_.data() + e.offset, file_.data() + e.scale_offset, group_size_, t, name, path(), row0,
+                         n_rows, col0, n_cols, out);
   return read_stored_block(t, name, path(), row0, n_rows, col0, n_cols, out);
 }
 

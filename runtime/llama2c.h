@@ -1,6 +1,11 @@
 #pragma once
-// Karpathy llama2.c checkpoints (.bin, float32): the legacy format (a 7-int32 header) and
-// version 1 ("ak42" magic, 256-byte header). Tensors are served under Hugging Face names, with
+// Karpathy llama2.c checkpoints (.bin): the legacy format (a 7-int32 header, float32), version 1
+// ("ak42" magic, 256-byte header, float32) and version 2 (the same header plus a group size;
+// norms in float32, every matrix int8 with one float32 scale per group of group_size values of
+// the flattened tensor: llama2.c's Q8_0, written by export.py --version 2 and read by runq.c).
+// Version 2 matrices are served dequantized (q * scale, exactly), so every loader path works on
+// them; --quant int8 quantizes them again with the file's group size, which gives back the same
+// int8 values wherever a group lies inside one row. Tensors are served under Hugging Face names, with
 // q_proj/k_proj rows permuted from llama2.c's adjacent-pair RoPE to HF's rotate-half RoPE, so
 // the HF-convention forward pass computes what llama2.c's run.c computes.
 #include <map>
@@ -22,7 +27,8 @@ class Llama2cSource : public WeightSource {
 
   // dims from the header; rope default theta 10000, eps 1e-5, bos 1, eos 2, float32.
   const ModelConfig& config() const { return config_; }
-  int version() const { return version_; }  // 0 = legacy, 1 = "ak42" version 1
+  int version() const { return version_; }  // 0 = legacy, 1 = "ak42" version 1, 2 = int8 Q8_0
+  int group_size() const { return group_size_; }  // version 2: values per scale; else 0
   const std::string& path() const { return file_.path(); }
   std::vector<std::string> names() const;  // sorted
 
@@ -37,12 +43,15 @@ class Llama2cSource : public WeightSource {
     size_t offset = 0;  // bytes from the start of the file
     std::vector<int64_t> shape;
     bool rope_permuted = false;  // q_proj / k_proj: rows permuted per head
+    bool q8 = false;             // version 2 matrix: int8 at offset, float32 scales at scale_offset
+    size_t scale_offset = 0;
   };
   const Entry& entry(const std::string& name) const;
 
   MappedFile file_;
   ModelConfig config_;
   int version_ = 0;
+  int group_size_ = 0;
   std::map<std::string, Entry> entries_;
 };
 

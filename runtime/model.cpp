@@ -42,7 +42,8 @@ size_t ModelWeights::nbytes() const {
   return n;
 }
 
-ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const WeightSource& src, Backend& backend) {
+ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const WeightSource& src, Backend& backend,
+                          const QuantSpec& quant) {
   const int64_t hd = c.head_dim, dim = c.dim;
   // Read in the checkpoint's own dtype; the backend converts once on upload.
   auto rows = [&](const std::string& name, int64_t r0, int64_t n) {
@@ -52,6 +53,7 @@ ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const Weight
     return src.read_block(name, 0, src.info(name).shape.at(0), c0, n, src.info(name).dtype);
   };
   auto whole = [&](const std::string& name) { return backend.upload_weight(read_whole(src, name, src.info(name).dtype)); };
+  auto linear = [&](const Tensor& host) { return backend.upload_linear(host, quant); };
 
   ModelWeights w;
   w.embedding = whole("model.embed_tokens.weight");
@@ -59,22 +61,22 @@ ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const Weight
     LayerWeights L;
     L.attn_norm = whole(layer_name(l, "input_layernorm.weight"));
     L.ffn_norm = whole(layer_name(l, "post_attention_layernorm.weight"));
-    L.wqkv = backend.upload_weight(stack_rows({
+    L.wqkv = linear(stack_rows({
         rows(layer_name(l, "self_attn.q_proj.weight"), p.q_head_begin * hd, p.n_heads_local * hd),
         rows(layer_name(l, "self_attn.k_proj.weight"), p.kv_head_begin * hd, p.n_kv_heads_local * hd),
         rows(layer_name(l, "self_attn.v_proj.weight"), p.kv_head_begin * hd, p.n_kv_heads_local * hd),
     }));
-    L.wo = backend.upload_weight(cols(layer_name(l, "self_attn.o_proj.weight"), p.q_head_begin * hd, p.n_heads_local * hd));
-    L.w13 = backend.upload_weight(stack_rows({
+    L.wo = linear(cols(layer_name(l, "self_attn.o_proj.weight"), p.q_head_begin * hd, p.n_heads_local * hd));
+    L.w13 = linear(stack_rows({
         rows(layer_name(l, "mlp.gate_proj.weight"), p.ffn.begin, p.ffn.count),
         rows(layer_name(l, "mlp.up_proj.weight"), p.ffn.begin, p.ffn.count),
     }));
-    L.w2 = backend.upload_weight(cols(layer_name(l, "mlp.down_proj.weight"), p.ffn.begin, p.ffn.count));
+    L.w2 = linear(cols(layer_name(l, "mlp.down_proj.weight"), p.ffn.begin, p.ffn.count));
     w.layers.push_back(std::move(L));
   }
   w.final_norm = whole("model.norm.weight");
   const std::string head = c.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  w.lm_head = backend.upload_weight(rows(head, p.vocab.begin, p.vocab.count));
+  w.lm_head = linear(rows(head, p.vocab.begin, p.vocab.count));
   (void)dim;
   return w;
 }
@@ -166,7 +168,12 @@ void Model::run_layers(const Tensor& ids, int n, int pos0) {
     all_reduce(proj);
     backend_.add_rmsnorm(h, x, proj, L.ffn_norm, eps);
 
-    backend_.linear_swiglu(ffn, gate_up, h, L.w13);
+    if (L.w13.quantized()) {  // the fused gate/up GEMV + SwiGLU reads float weights only
+      backend_.linear(gate_up, h, L.w13);
+      backend_.swiglu(ffn, gate_up);
+    } else {
+      backend_.linear_swiglu(ffn, gate_up, h, L.w13.values);
+    }
     backend_.linear(proj, ffn, L.w2);
     all_reduce(proj);
     backend_.add_rmsnorm(h, x, proj, norm_after(l), eps);

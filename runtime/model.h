@@ -15,26 +15,28 @@
 
 namespace llama_tp {
 
+// Linear-layer weights are LinearWeights: in the backend's float dtype, or int8 (--quant int8).
 struct LayerWeights {
-  Tensor attn_norm;  // [dim]
-  Tensor wqkv;       // [(q + k + v local heads) * head_dim, dim]: column shard of q, k, v fused
-  Tensor wo;         // [dim, q local heads * head_dim]: row shard
-  Tensor ffn_norm;   // [dim]
-  Tensor w13;        // [2 * ffn_local, dim]: gate rows then up rows, column shard
-  Tensor w2;         // [dim, ffn_local]: row shard
+  Tensor attn_norm;   // [dim]
+  LinearWeight wqkv;  // [(q + k + v local heads) * head_dim, dim]: column shard of q, k, v fused
+  LinearWeight wo;    // [dim, q local heads * head_dim]: row shard
+  Tensor ffn_norm;    // [dim]
+  LinearWeight w13;   // [2 * ffn_local, dim]: gate rows then up rows, column shard
+  LinearWeight w2;    // [dim, ffn_local]: row shard
 };
 
 struct ModelWeights {
-  Tensor embedding;   // [vocab, dim], replicated
+  Tensor embedding;      // [vocab, dim], replicated
   std::vector<LayerWeights> layers;
-  Tensor final_norm;  // [dim]
-  Tensor lm_head;     // [vocab_local, dim]: this rank's vocab rows
+  Tensor final_norm;     // [dim]
+  LinearWeight lm_head;  // [vocab_local, dim]: this rank's vocab rows
   size_t nbytes() const;
 };
 
-// Reads this rank's slices from `source` and uploads them through `backend`.
+// Reads this rank's slices from `source` and uploads them through `backend`; the linear layers
+// (not the embedding and the norms) stored as `quant` asks, quantized shard by shard.
 ModelWeights load_weights(const ModelConfig& config, const ShardPlan& plan, const WeightSource& source,
-                          Backend& backend);
+                          Backend& backend, const QuantSpec& quant = QuantSpec::none());
 
 class Model {
  public:

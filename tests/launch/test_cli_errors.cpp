@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "runtime/tensor.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -106,6 +107,31 @@ TEST(CliErrors, OneFailingRankEndsTheWholeJobQuickly) {
   std::string cmd = test::mpirun(1) + test::llama_tp_binary() + " -m " + model_dir("tiny-llama2") + args + " : -np 1 " +
                     test::llama_tp_binary() + " -m " + bad + args;
   expect_clean_failure(cmd, "rank 1: ", 30);
+}
+
+// The memory plan, checked before loading: one line naming the numbers and what would fit.
+TEST(CliErrors, ModelThatDoesNotFitTheMemoryLimit) {
+  REQUIRE_MODEL("tiny-gqa-f32");
+  const std::string base = test::llama_tp_binary() + " -m " + model_dir("tiny-gqa-f32") + " --backend cpu --prompt-ids 1,2 -n 2";
+  expect_clean_failure(base + " --memory-limit 1MiB", "1.0 MiB is available (--memory-limit 1.0 MiB)");
+  test::CommandResult r = test::run_command(base + " --memory-limit 7MiB");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(count_error_lines(r.errors), 1) << r.errors;
+  for (const char* want : {"needs", "weights", "KV cache", "1024 positions", "would fit", "--quant int8", "2 ranks",
+                           "--ctx-size"})
+    EXPECT_NE(r.errors.find(want), std::string::npos) << "expected '" << want << "' in:\n" << r.errors;
+  // Under mpirun: every rank's plan is over the limit; still one line.
+  expect_clean_failure(test::mpirun(2) + base + " --memory-limit 1MiB", "is available (--memory-limit 1.0 MiB)");
+  expect_clean_failure(base + " --memory-limit 12XB", "--memory-limit");
+  expect_clean_failure(base + " --quant int4", "--quant must be auto, none or int8");
+}
+
+TEST(CliErrors, ModelThatDoesNotFitTheGpuMemoryLimit) {
+  REQUIRE_MODEL("tiny-gqa-f32");
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU (or a build without CUDA)";
+  expect_clean_failure(test::llama_tp_binary() + " -m " + model_dir("tiny-gqa-f32") +
+                           " --backend cuda --gpu-memory-limit 2MiB --prompt-ids 1,2 -n 2",
+                       "2.0 MiB is available (--gpu-memory-limit 2.0 MiB)");
 }
 
 }  // namespace

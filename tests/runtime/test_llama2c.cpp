@@ -5,10 +5,13 @@
 
 #include <cmath>
 #include <cstring>
+#include <iostream>
 
+#include "kernels/argmax.h"
 #include "kernels/rope.h"
 #include "loader_test_util.h"
 #include "runtime/llama2c.h"
+#include "runtime/model.h"
 #include "runtime/safetensors.h"
 #include "runtime/weight_source.h"
 #include "test_util.h"
@@ -263,6 +266,167 @@ TEST(Llama2cErrors, BadHeaders) {
   std::memcpy(v2.data() + 4, &version, 4);
   write_file(p, v2);
   EXPECT_LLAMA_TP_ERROR(Llama2cSource{p}, p, "version 7");
+}
+
+
+// --- version 2 (int8 Q8_0) ---------------------------------------------------------------------
+
+// One tensor as export.py's quantize_q80 quantizes it: groups of `group` values of the flattened
+// tensor, scale = max|w| / 127 (float32), q = round-half-even(w / scale). Written independently of
+// kernels/quantize.cpp.
+void q80(const float* w, size_t n, int group, std::string& q_out, std::string& s_out) {
+  for (size_t g = 0; g < n / size_t(group); ++g) {
+    float wmax = 0;
+    for (int i = 0; i < group; ++i) wmax = std::max(wmax, std::fabs(w[g * group + size_t(i)]));
+    const float scale = wmax / 127.0f;
+    for (int i = 0; i < group; ++i) q_out.push_back(char(int8_t(std::nearbyint(w[g * group + size_t(i)] / scale))));
+    s_out.append(reinterpret_cast<const char*>(&scale), 4);
+  }
+}
+
+// As llama2.c's export.py version2_export writes it (group size 64, halved until it divides
+// dim): header, float32 norms, then every matrix (per layer) as int8 values and float32 scales.
+std::string version2_bytes(const LegacyFile& f, int group = 64) {
+  while (f.dim % group != 0) group /= 2;
+  std::string out(256, '\0');
+  const uint32_t magic = 0x616b3432;
+  const int32_t version = 2;
+  int32_t params[7] = {f.dim, f.hidden, f.layers, f.heads, f.kv_heads, std::abs(f.vocab), f.seq_len};
+  std::memcpy(out.data(), &magic, 4);
+  std::memcpy(out.data() + 4, &version, 4);
+  std::memcpy(out.data() + 8, params, 28);
+  out[36] = f.vocab > 0 ? 1 : 0;  // shared classifier
+  std::memcpy(out.data() + 37, &group, 4);
+  out += f.rms_att + f.rms_ffn + f.rms_final;
+  auto put = [&](const std::string& all_layers, int layers) {
+    const size_t per = all_layers.size() / 4 / size_t(layers);
+    for (int l = 0; l < layers; ++l) {
+      std::string q, s;
+      q80(reinterpret_cast<const float*>(all_layers.data()) + size_t(l) * per, per, group, q, s);
+      out += q + s;
+    }
+  };
+  put(f.embed, 1);
+  for (const std::string* t : {&f.wq, &f.wk, &f.wv, &f.wo, &f.w1, &f.w2, &f.w3}) put(*t, f.layers);
+  if (!f.wcls.empty()) put(f.wcls, 1);
+  return out;
+}
+
+class LoneCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string name() const override { return "test-single"; }
+  void all_reduce_sum(Tensor&) override {}
+  void broadcast(void*, size_t, int) override {}
+  void gather(const void* send, size_t n, void* recv, const std::vector<size_t>&, int) override {
+    std::memcpy(recv, send, n);
+  }
+  void barrier() override {}
+};
+
+struct Greedy {
+  std::vector<int32_t> ids;
+  std::vector<std::vector<float>> logits;  // at each step
+};
+
+// Greedy decoding from BOS on the CPU backend.
+Greedy greedy(const Checkpoint& ck, const QuantSpec& quant, int steps) {
+  auto backend = make_cpu_backend();
+  LoneCommunicator comm;
+  ShardPlan plan = ShardPlan::make(ck.config, 1, 0);
+  Model model(ck.config, plan, load_weights(ck.config, plan, *ck.weights, *backend, quant), *backend, comm, steps + 1);
+  Greedy g;
+  int32_t next = int32_t(ck.config.bos_token_id);
+  for (int pos = 0; pos < steps; ++pos) {
+    g.logits.push_back(model.forward(&next, 1, pos, false));
+    next = kernels::argmax_cpu(g.logits.back().data(), int(g.logits.back().size()));
+    g.ids.push_back(next);
+  }
+  return g;
+}
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ab += double(a[i]) * b[i], aa += double(a[i]) * a[i], bb += double(b[i]) * b[i];
+  return ab / std::sqrt(aa * bb);
+}
+
+TEST(Llama2cV2, LoadsTheQuantizedValuesOfExportPy) {
+  SKIP_WITHOUT(kStories);
+  LegacyFile raw = split_legacy(test::read_file(shared_path(kStories)));
+  TempDir dir;
+  const std::string bytes = version2_bytes(raw);
+  write_file(dir.file("stories260K-q80.bin"), bytes);
+  Llama2cSource v0(shared_path(kStories));
+  Llama2cSource v2(dir.file("stories260K-q80.bin"));
+  EXPECT_EQ(v2.version(), 2);
+  EXPECT_EQ(v2.group_size(), 64);
+  EXPECT_EQ(v2.config().summary(), v0.config().summary());
+  ASSERT_EQ(v2.names(), v0.names());
+  for (const std::string& name : v0.names()) {
+    Tensor a = read_whole(v0, name, DType::F32), b = read_whole(v2, name, DType::F32);
+    ASSERT_EQ(a.shape(), b.shape()) << name;
+    if (a.ndim() == 1) {  // norms stay float32: bit for bit
+      EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << name;
+      continue;
+    }
+    // Each value within half a step of the original; steps are max|w| / 127 of 64 values.
+    double max_err = 0, max_abs = 0;
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      max_err = std::max(max_err, double(std::fabs(a.data<float>()[i] - b.data<float>()[i])));
+      max_abs = std::max(max_abs, double(std::fabs(a.data<float>()[i])));
+    }
+    EXPECT_LE(max_err, 0.5 * max_abs / 127 * 1.0001) << name;
+    EXPECT_GT(max_err, 0) << name << " should differ from float32 by the rounding";
+  }
+  // Layer 0's gate_proj (w1, not permuted): its bytes in the file are q then scales.
+  const size_t norms = size_t(2 * raw.layers + 1) * size_t(raw.dim) * 4;
+  const size_t embed = size_t(512 * 64) * 17 / 16;  // int8 + one 4-byte scale per 64
+  const size_t q_layer = size_t(64 * 64) * 17 / 16, k_layer = size_t(32 * 64) * 17 / 16, o_layer = q_layer;
+  const size_t w1_0 = 256 + norms + embed + 5 * (q_layer + 2 * k_layer + o_layer);
+  Tensor w1 = read_whole(v2, "model.layers.0.mlp.gate_proj.weight", DType::F32);
+  const int8_t* q = reinterpret_cast<const int8_t*>(bytes.data() + w1_0);
+  float scale0;
+  std::memcpy(&scale0, bytes.data() + w1_0 + 172 * 64, 4);
+  for (int i = 0; i < 64; ++i) ASSERT_EQ(w1.data<float>()[i], float(q[i]) * scale0) << i;
+  // Quantizing the served values again with the file's group size gives the file's int8 back
+  // (why --quant auto keeps a version 2 file's own group size).
+  auto backend = make_cpu_backend();
+  LinearWeight again = backend->upload_linear(w1, QuantSpec::int8_groups(64));
+  EXPECT_EQ(std::memcmp(again.values.raw(), q, 172 * 64), 0);
+
+  EXPECT_LLAMA_TP_ERROR(Llama2cSource{[&] {
+                          const std::string p = dir.file("cut.bin");
+                          write_file(p, bytes.substr(0, bytes.size() - 100));
+                          return p;
+                        }()},
+                        "version 2", "truncated");
+}
+
+TEST(Llama2cV2, GeneratesLikeTheFloatModel) {
+  SKIP_WITHOUT(kStories);
+  LegacyFile raw = split_legacy(test::read_file(shared_path(kStories)));
+  TempDir dir;
+  write_file(dir.file("stories260K-q80.bin"), version2_bytes(raw));
+  Checkpoint f32 = open_checkpoint(shared_path(kStories));
+  Checkpoint q80 = open_checkpoint(dir.file("stories260K-q80.bin"));
+  const int steps = 40;
+  const Greedy want = greedy(f32, QuantSpec::none(), steps);
+  // Dequantized to float32, and kept int8 (quantized again with the file's group size).
+  for (QuantSpec spec : {QuantSpec::none(), QuantSpec::int8_groups(64)}) {
+    const Greedy got = greedy(q80, spec, steps);
+    EXPECT_EQ(std::vector<int32_t>(got.ids.begin(), got.ids.begin() + 10),
+              std::vector<int32_t>(want.ids.begin(), want.ids.begin() + 10))
+        << spec.describe();
+    // Logits along the float model's path stay close until the texts part.
+    size_t same = 0;
+    while (same < got.ids.size() && got.ids[same] == want.ids[same]) ++same;
+    for (size_t i = 0; i <= std::min(same, got.ids.size() - 1); ++i)
+      EXPECT_GE(cosine(got.logits[i], want.logits[i]), 0.99) << spec.describe() << " step " << i;
+    std::cout << "[ q80 ] " << spec.describe() << ": first " << same << " of " << steps
+              << " greedy tokens equal the float32 model's\n";
+  }
 }
 
 }  // namespace

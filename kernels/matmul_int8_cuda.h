@@ -1,0 +1,27 @@
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "runtime/dtype.h"
+
+namespace llama_tp::kernels {
+// Linear layers with int8 weights (kernels/quantize.h): out[m, n] = x[m, k] · wᵀ, w = q * scale,
+// q [n, k] int8, scales [n, ceil(k / group)] f32, x and out f32, fp32 accumulation.
+
+// Batch 1 (decode): one warp per output row streams the int8 row with 16-byte loads and
+// dequantizes in registers (when k and group are multiples of 16 and the pointers 16-byte
+// aligned; else element by element). Bound by reading q once: half the bytes of a bf16 GEMV.
+void gemv_int8_cuda(float* out, const float* x, const int8_t* q, const float* scales, int n, int k, int group,
+                    cudaStream_t stream);
+
+// Prefill (m > 1): w is dequantized `tile_rows` rows at a time into `tile` (tile_rows * k
+// elements of dtype, the compute dtype) and each tile multiplied by cuBLAS into its columns of
+// out. x_w: x already converted to dtype (x itself for f32). The extra cost over a bf16 cuBLAS
+// product is one pass that reads 1 and writes 2 bytes per weight (small next to the product
+// once m is in the hundreds); the tile bounds the extra memory.
+void gemm_int8_dequant_cublas(cublasHandle_t handle, float* out, const void* x_w, DType dtype, const int8_t* q,
+                              const float* scales, int m, int n, int k, int group, void* tile, int tile_rows,
+                              cudaStream_t stream);
+}  // namespace llama_tp::kernels

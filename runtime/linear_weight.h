@@ -1,0 +1,58 @@
+#pragma once
+// The weight of a linear layer ([out_features, in_features]) as a backend stores it: in the
+// backend's float dtype, or int8 weight-only quantized (symmetric, round to nearest, one f32
+// scale per group of `group` consecutive input columns of a row; the last group of a row may be
+// shorter when in_features is not a multiple of it). value = q * scale, q in [-127, 127].
+//
+// Why groups of 128 and f32 scales: per-row scales let one outlier set the step of a whole
+// 8192-wide row; groups of 128 bound that at a cost of 4 bytes per 128 weights (3%). f16 scales
+// would halve that, but scales of small weights (max|w| < 8e-3) fall into f16's subnormals.
+#include <cstdint>
+#include <string>
+
+#include "runtime/tensor.h"
+
+namespace llama_tp {
+
+// How a backend is asked to store linear-layer weights.
+struct QuantSpec {
+  static constexpr int kDefaultGroup = 128;
+  bool int8 = false;
+  int group = kDefaultGroup;  // input columns per scale; 0 (or >= in_features): one scale per row
+
+  static QuantSpec none() { return {}; }
+  static QuantSpec int8_groups(int group = kDefaultGroup) { return QuantSpec{true, group}; }
+  // Columns per scale for a row of in_features columns (group 0 means the whole row).
+  int64_t group_for(int64_t in_features) const;
+  // "none", "int8 (groups of 128)", "int8 (per row)"
+  std::string describe() const;
+};
+
+// Scale groups of a row of in_features columns.
+inline int64_t quant_groups(int64_t in_features, int64_t group) { return (in_features + group - 1) / group; }
+
+struct LinearWeight {
+  Tensor values;  // [out, in]: the backend's float dtype, or i8 when quantized
+  Tensor scales;  // quantized: f32 [out, quant_groups(in, group)]; else undefined
+  int group = 0;  // quantized: input columns per scale; 0 when not quantized
+
+  LinearWeight() = default;
+  explicit LinearWeight(Tensor plain) : values(std::move(plain)) {}
+  LinearWeight(Tensor q, Tensor s, int g) : values(std::move(q)), scales(std::move(s)), group(g) {}
+
+  bool quantized() const { return group > 0; }
+  bool defined() const { return values.defined(); }
+  DType dtype() const { return values.dtype(); }  // i8 when quantized
+  Device device() const { return values.device(); }
+  int64_t dim(int i) const { return values.dim(i); }
+  int ndim() const { return values.ndim(); }
+  size_t nbytes() const { return values.nbytes() + (scales.defined() ? scales.nbytes() : 0); }
+  std::string shape_string() const { return values.shape_string(); }
+  // "bf16", "i8/g128"
+  std::string format() const;
+};
+
+// Bytes a weight of [out, in] takes when stored as `quant` asks (float_dtype when not int8).
+size_t linear_weight_bytes(int64_t out, int64_t in, DType float_dtype, const QuantSpec& quant);
+
+}  // namespace llama_tp

@@ -1,0 +1,131 @@
+// CUDA int8 weight-only path against the CPU reference: quantization on the GPU (the same bytes
+// as the CPU's), the int8 GEMV (16-byte and scalar paths), and dequantized tiles + cuBLAS for
+// prompts, through CudaBackend::upload_linear / linear_with. Skips without a GPU.
+#ifdef LLAMA_TP_CUDA
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "kernels/matmul.h"
+#include "kernels/matmul_int8.h"
+#include "kernels/quantize.h"
+#include "runtime/backend_cuda.h"
+#include "test_util.h"
+
+namespace llama_tp {
+namespace {
+
+using Algo = CudaBackend::LinearAlgo;
+using test::random_floats;
+using test::rel_error;
+
+uint32_t fresh_seed() { return std::random_device{}(); }
+
+std::vector<float> rounded(const std::vector<float>& v, DType dt) {
+  std::vector<uint8_t> buf(v.size() * dtype_size(dt));
+  convert_from_f32(v.data(), dt, buf.data(), v.size());
+  std::vector<float> out(v.size());
+  convert_to_f32(buf.data(), dt, out.data(), v.size());
+  return out;
+}
+
+Tensor host_in(const std::vector<float>& v, int64_t n, int64_t k, DType dt) {
+  Tensor t = Tensor::empty({n, k}, dt);
+  convert_from_f32(v.data(), dt, t.raw(), v.size());
+  return t;
+}
+
+template <typename T>
+std::vector<T> to_host(const Tensor& t) {
+  std::vector<T> out(size_t(t.numel()));
+  copy_bytes(out.data(), Device::CPU, t.raw(), t.device(), t.nbytes());
+  return out;
+}
+
+struct Shape {
+  int n, k, group, first;
+};
+// Whole groups; k = 176 (a last group of 48 with group 128); per row (group 0); k = 77 and
+// group 24 (not multiples of 16: the scalar path); first = 1: x a row view inside a larger
+// tensor; a wide vocab slice; a long row.
+const Shape kShapes[] = {{1, 16, 16, 0},   {37, 176, 128, 0},  {1000, 4096, 128, 0}, {333, 1024, 0, 1},
+                         {130, 77, 128, 1}, {64, 96, 24, 0},    {128256, 64, 128, 0}, {64, 14336, 128, 0},
+                         {257, 2048, 64, 1}};
+
+class CudaInt8 : public ::testing::TestWithParam<DType> {};
+
+TEST_P(CudaInt8, QuantizesLikeTheCpuAndGemvMatchesTheReference) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const DType dt = GetParam();  // the checkpoint's dtype, which is also the compute dtype here
+  CudaBackend be(dt, 0);
+  for (const Shape& s : kShapes) {
+    const std::string at = std::to_string(s.n) + "x" + std::to_string(s.k) + " group " + std::to_string(s.group);
+    const auto w = rounded(random_floats(size_t(s.n) * s.k, fresh_seed()), dt);
+    const QuantSpec spec = QuantSpec::int8_groups(s.group);
+    LinearWeight lw = be.upload_linear(host_in(w, s.n, s.k, dt), spec);
+    const int64_t group = spec.group_for(s.k), groups = quant_groups(s.k, group);
+    ASSERT_TRUE(lw.quantized()) << at;
+    ASSERT_EQ(lw.group, group) << at;
+
+    // Same bytes as the CPU reference (both divide by the same f32 scale, round half to even).
+    std::vector<int8_t> q_ref(size_t(s.n) * s.k);
+    std::vector<float> s_ref(size_t(s.n * groups));
+    kernels::quantize_int8_cpu(q_ref.data(), s_ref.data(), w.data(), s.n, s.k, group);
+    EXPECT_EQ(to_host<int8_t>(lw.values), q_ref) << at;
+    EXPECT_EQ(to_host<float>(lw.scales), s_ref) << at;
+
+    // GEMV and the dequantize + cuBLAS path on one token, against the CPU int8 product.
+    const auto x = random_floats(s.k, fresh_seed());
+    std::vector<float> padded(size_t(s.first + 1) * s.k, 0.f);
+    std::copy(x.begin(), x.end(), padded.begin() + size_t(s.first) * s.k);
+    Tensor xs = Tensor::from_floats(padded, {s.first + 1, s.k}).to(Device::CUDA);
+    std::vector<float> ref(s.n);
+    kernels::matmul_int8_cpu(ref.data(), x.data(), q_ref.data(), s_ref.data(), 1, s.n, s.k, int(group));
+    for (Algo algo : {Algo::Gemv, Algo::Cublas}) {
+      Tensor out = be.alloc({1, s.n}, DType::F32);
+      ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);  // NaN
+      be.linear_with(out, xs.rows(s.first, 1), lw, algo);
+      const auto got = out.to_floats();
+      // The GEMV keeps x in f32: only the order of the fp32 sums differs from the CPU. cuBLAS
+      // multiplies x rounded to the compute dtype.
+      const double tol = algo == Algo::Gemv ? 2e-5 : dt == DType::F32 ? 1e-5 : dt == DType::BF16 ? 1e-2 : 3e-3;
+      EXPECT_LT(rel_error(got.data(), ref.data(), s.n), tol) << at << (algo == Algo::Gemv ? " gemv" : " cublas");
+    }
+  }
+}
+
+TEST_P(CudaInt8, PromptProductsMatchTheReference) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const DType dt = GetParam();
+  CudaBackend be(dt, 0);
+  struct Case { int m, n, k, group; };
+  // 40000 x 1024 needs more than one 64 MiB dequantization tile in f32 (and bf16: 32768 rows).
+  for (Case c : {Case{2, 33, 64, 128}, Case{17, 1000, 256, 128}, Case{130, 1024, 1024, 128}, Case{5, 77, 77, 0},
+                 Case{9, 40000, 1024, 128}, Case{3, 5, 1, 128}}) {
+    const auto w = rounded(random_floats(size_t(c.n) * c.k, fresh_seed()), dt);
+    const auto x = random_floats(size_t(c.m) * c.k, fresh_seed());
+    const QuantSpec spec = QuantSpec::int8_groups(c.group);
+    LinearWeight lw = be.upload_linear(host_in(w, c.n, c.k, dt), spec);
+    const int64_t group = spec.group_for(c.k);
+    std::vector<int8_t> q(size_t(c.n) * c.k);
+    std::vector<float> sc(size_t(c.n * quant_groups(c.k, group)));
+    kernels::quantize_int8_cpu(q.data(), sc.data(), w.data(), c.n, c.k, group);
+    std::vector<float> ref(size_t(c.m) * c.n);
+    kernels::matmul_int8_cpu(ref.data(), x.data(), q.data(), sc.data(), c.m, c.n, c.k, int(group));
+    Tensor xs = Tensor::from_floats(x, {c.m, c.k}).to(Device::CUDA);
+    Tensor out = be.alloc({c.m, c.n}, DType::F32);
+    be.linear(out, xs, lw);  // Auto: m > 1 takes the dequantize + cuBLAS path
+    const auto got = out.to_floats();
+    const double tol = dt == DType::F32 ? 1e-5 : dt == DType::BF16 ? 1e-2 : 3e-3;
+    EXPECT_LT(rel_error(got.data(), ref.data(), ref.size()), tol) << c.m << "x" << c.n << "x" << c.k;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, CudaInt8, ::testing::Values(DType::F32, DType::BF16, DType::F16),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+}  // namespace
+}  // namespace llama_tp
+#endif  // LLAMA_TP_CUDA
