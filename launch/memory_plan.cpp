@@ -211,7 +211,9 @@ void require_fits(const MemoryPlan& plan) {
              format_bytes(plan.weights) + " on this rank";
   else
     advice = "would fit: " + advice;
-  LLAMA_TP_FAIL("rank ", in.rank, " of ", in.world, " needs ", format_bytes(plan.peak()), " of ",
+  // main() prefixes "rank N: " when several ranks run.
+  const std::string who = in.world > 1 ? "its share of the model (tp " + std::to_string(in.world) + ")" : "the model";
+  LLAMA_TP_FAIL(who, " needs ", format_bytes(plan.peak()), " of ",
                 in.device == Device::CUDA ? "GPU" : "host", " memory but ", format_bytes(avail), " is available (",
                 plan.available_from, "): ", breakdown(plan), "; ", advice, ".");
 }

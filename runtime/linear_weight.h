@@ -7,6 +7,15 @@
 // Why groups of 128 and f32 scales: per-row scales let one outlier set the step of a whole
 // 8192-wide row; groups of 128 bound that at a cost of 4 bytes per 128 weights (3%). f16 scales
 // would halve that, but scales of small weights (max|w| < 8e-3) fall into f16's subnormals.
+// Measured on the CPU (tests/runtime/test_int8_model.cpp, logits at every prompt position vs the
+// unquantized path), groups of 128 / per row: stories260K (trained) top-1 98.4% / 98.4%, cosine
+// 0.99996 / 0.99995; tiny-llama3 100% / 100%, 0.99935 / 0.99929; tiny-llama2 88% / 82%,
+// 0.99920 / 0.99915; tiny-gqa-f32 81% / 75%, 0.9973 / 0.9972 (random weights without outliers,
+// so groups gain little there; their top-1 flips are near ties, see the test).
+//
+// Products (runtime/backend_cuda_int8.cu): one token streams int8 rows through a GEMV that
+// dequantizes in registers; prompts dequantize 64 MiB tiles of rows to the compute dtype and run
+// cuBLAS on them (one extra pass of 3 bytes per weight, bounded memory).
 #include <cstdint>
 #include <string>
 

@@ -86,7 +86,7 @@ TEST(MemoryPlan, Llama3_70bInBf16DoesNotFitAndTheErrorSaysWhatWould) {
   } catch (const Error& e) {
     const std::string msg = e.what();
     std::cout << "[ plan ] " << msg << "\n";
-    for (const char* want : {"rank 0 of 4 needs", "24.00 GiB is available (--gpu-memory-limit 24.00 GiB)", "weights",
+    for (const char* want : {"its share of the model (tp 4) needs", "24.00 GiB is available (--gpu-memory-limit 24.00 GiB)", "weights",
                              "KV cache", "4096 positions", "--quant int8 (", "8 ranks ("})
       EXPECT_NE(msg.find(want), std::string::npos) << "missing '" << want << "' in: " << msg;
     EXPECT_EQ(msg.find("--ctx-size"), std::string::npos) << "no context helps when the weights alone do not fit";

@@ -182,7 +182,8 @@ std::vector<Case> cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedModels, Int8ReferenceModel, ::testing::ValuesIn(cases()), [](const auto& info) {
-  std::string s = info.param.model + (info.param.on == On::Cuda ? "_cuda" : "_cpu");
+  // "Cuda_..." so that scripts/gpu_check.sh's *Cuda* filter picks the GPU cases.
+  std::string s = (info.param.on == On::Cuda ? "Cuda_" : "Cpu_") + info.param.model;
   for (char& c : s)
     if (c == '-' || c == '.') c = '_';
   return s;
