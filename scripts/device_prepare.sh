@@ -7,14 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD:-build-cuda}
 cmake -S . -B "$build" -G Ninja -DLLAMA_TP_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-ninja -C "$build" -j "${JOBS:-2}" llama_tp test_kernels test_runtime test_parallel >/dev/null
+ninja -C "$build" -j "${JOBS:-2}" llama_tp test_kernels test_runtime test_parallel test_launch >/dev/null
 rm -rf .device-data/bin && mkdir -p .device-data/bin/tests
 cp "$build/llama_tp" .device-data/bin/
-for t in test_kernels test_runtime test_parallel; do cp "$build/tests/$t" .device-data/bin/tests/; done
+for t in test_kernels test_runtime test_parallel test_launch; do cp "$build/tests/$t" .device-data/bin/tests/; done
 strip .device-data/bin/llama_tp .device-data/bin/tests/*
 bash scripts/device_bundle.sh .device-data/bin >/dev/null
 src=${LLAMA_TP_SHARED:-../shared}/models
 rm -rf .device-data/models && cp -r "$src" .device-data/models && chmod -R u+w .device-data/models
 find .device-data/models \( -name 'tokenizer*.json' -o -name '*.gguf' \) -delete
 du -sh .device-data/bin .device-data/models
-echo "carry: .device-data   command: BUILD=.device-data/bin bash scripts/gpu_all.sh"
+# Packed: the transfer limit is 64 MiB and xz shrinks the binaries about fourfold.
+mkdir -p .device-pack && tar cJf .device-pack/d.tar.xz .device-data
+du -sh .device-pack/d.tar.xz
+echo "carry: .device-pack   command: tar xJf .device-pack/d.tar.xz && BUILD=.device-data/bin bash scripts/gpu_all.sh"

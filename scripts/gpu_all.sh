@@ -2,14 +2,16 @@
 # Everything the GPU machine checks, in one `run` call (see scripts/device_prepare.sh for the
 # carry list). Steps (STEPS=comma list, default all): tests (CUDA suites + compute-sanitizer),
 # reference (shared models on the GPU: np1, np1 with NCCL, np2 on one GPU with --comm mpi),
-# hf8b (Llama-3-8B shape vs HF transformers), bench (llama_tp bench), hfbench (HF static cache).
+# hf8b (Llama-3-8B shape vs HF transformers), bench (llama_tp bench), hfbench (HF static cache),
+# int8 (scripts/int8_gpu_check.sh: int8 tests, 8B int8 bench, 70B int8 tp1 and np4 at 24 GiB),
+# memcheck (compute-sanitizer memcheck over the CUDA suites).
 # Logs go to $OUT (or /tmp/gpu_all); a summary table is printed at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD:-build-cuda}
 models=${MODELS:-.device-data/models}
 logs=${OUT:-/tmp/gpu_all}
-steps=${STEPS:-tests,reference,hf8b,bench,hfbench}
+steps=${STEPS:-tests,reference,hf8b,bench,hfbench,int8,memcheck}
 mkdir -p "$logs"
 export LD_LIBRARY_PATH="$PWD/$build/devlib:/usr/local/cuda/lib64:/usr/local/cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 NCCL_NVLS_ENABLE=0
@@ -22,8 +24,8 @@ note() { echo "$*" | tee -a "$summary"; }
 
 note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
 if has tests; then
-  note "## CUDA test suites + compute-sanitizer"
-  OUT="$logs" timeout 420 bash scripts/gpu_check.sh "$build" 2>&1 | tail -15 | tee -a "$summary"
+  note "## CUDA test suites"
+  OUT="$logs" RACECHECK_FILTER="" MEMCHECK_FILTER="NONE" timeout 300 bash scripts/gpu_check.sh "$build" 2>&1 | tail -12 | tee -a "$summary"
 fi
 if has reference; then
   note "## Reference models on the GPU"
@@ -32,13 +34,18 @@ if has reference; then
     --launch "mpirun -np 1" 2>&1 | tee -a "$summary"
   timeout 180 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np2 mpi, one GPU" \
     --extra "--comm mpi" --launch "mpirun -np 2" 2>&1 | tee -a "$summary"
+  timeout 120 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np1 f32 KV + precise activations" \
+    --extra "--kv-dtype f32 --precise-activations" 2>&1 | tee -a "$summary"
+  timeout 120 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np1 no graphs" \
+    --extra "--no-cuda-graphs" 2>&1 | tee -a "$summary"
   if [[ -f "$models/stories260K/stories260K.bin" ]]; then
     note "stories260K.bin on cuda: $(timeout 60 "$bin" -m "$models/stories260K/stories260K.bin" --backend cuda --temp 0 -n 40 2>/dev/null | head -c 200)"
   fi
 fi
 if has hf8b; then
   note "## Llama-3-8B shape bf16: llama_tp vs HF transformers (same weights)"
-  timeout 420 python3 scripts/hf_compare.py --bin "$bin" --dir /tmp/llama3-8b 2>&1 | tail -3 | tee -a "$summary"
+  timeout 420 python3 scripts/hf_compare.py --bin "$bin" --dir /tmp/llama3-8b --extra "--kv-dtype f32 --precise-activations" \
+    2>&1 | grep -E "^\||inv_freq|failed" | tee -a "$summary"
   rm -rf /tmp/llama3-8b
 fi
 if has bench; then
@@ -56,4 +63,12 @@ if has bench; then
   note "## llama_tp vs HF transformers (bf16, static cache), same machine, same call"
   python3 scripts/bench_table.py --ours "$logs/bench8b.json" "$logs/bench1b.json" \
     $( [[ -f "$logs/hf.jsonl" ]] && echo --peer "$logs/hf.jsonl" ) 2>&1 | tee -a "$summary"
+fi
+if has int8; then
+  note "## int8 (scripts/int8_gpu_check.sh)"
+  OUT="$logs/int8" timeout 420 bash scripts/int8_gpu_check.sh "$build" 2>&1 | tail -25 | tee -a "$summary"
+fi
+if has memcheck; then
+  note "## compute-sanitizer memcheck"
+  OUT="$logs" RACECHECK_FILTER="" FILTER="NONE" timeout 400 bash scripts/gpu_check.sh "$build" 2>&1 | tail -8 | tee -a "$summary"
 fi
