@@ -56,10 +56,12 @@ void log_line(const Engine& e, const std::string& line, bool all_ranks, bool ver
 
 namespace {
 
+#ifdef LLAMA_TP_CUDA
 DType compute_dtype(const Options& o, const ModelConfig& c) {
   if (o.dtype != "auto") return parse_dtype(o.dtype);
   return c.dtype;
 }
+#endif
 
 std::unique_ptr<Backend> make_backend(const Options& o, const ModelConfig& c, const RankInfo& ranks, int& gpu) {
   std::string kind = o.backend;

@@ -25,7 +25,9 @@ note() { echo "$*" | tee -a "$summary"; }
 note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
 if has tests; then
   note "## CUDA test suites"
-  OUT="$logs" RACECHECK_FILTER="" MEMCHECK_FILTER="NONE" timeout 300 bash scripts/gpu_check.sh "$build" 2>&1 | tail -12 | tee -a "$summary"
+  OUT="$logs" RACECHECK_FILTER="" MEMCHECK_FILTER="NONE" timeout 300 bash scripts/gpu_check.sh "$build" >"$logs/gpu_check.out" 2>&1
+  grep -hE "^\[  FAILED  \]|Failure$" -A3 "$logs"/test_*.log | grep -v "^--" | head -40 | tee -a "$summary"
+  tail -4 "$logs/gpu_check.out" | tee -a "$summary"
 fi
 if has reference; then
   note "## Reference models on the GPU"
@@ -44,7 +46,7 @@ if has reference; then
 fi
 if has hf8b; then
   note "## Llama-3-8B shape bf16: llama_tp vs HF transformers (same weights)"
-  timeout 420 python3 scripts/hf_compare.py --bin "$bin" --dir /tmp/llama3-8b --extra "--kv-dtype f32 --precise-activations" \
+  timeout ${HF8B_TIMEOUT:-420} python3 scripts/hf_compare.py --bin "$bin" --dir /tmp/llama3-8b --extra "--kv-dtype f32 --precise-activations" \
     2>&1 | grep -E "^\||inv_freq|failed" | tee -a "$summary"
   rm -rf /tmp/llama3-8b
 fi
@@ -66,9 +68,9 @@ if has bench; then
 fi
 if has int8; then
   note "## int8 (scripts/int8_gpu_check.sh)"
-  OUT="$logs/int8" timeout 420 bash scripts/int8_gpu_check.sh "$build" 2>&1 | tail -25 | tee -a "$summary"
+  OUT="$logs/int8" timeout ${INT8_TIMEOUT:-420} bash scripts/int8_gpu_check.sh "$build" 2>&1 | tail -25 | tee -a "$summary"
 fi
 if has memcheck; then
   note "## compute-sanitizer memcheck"
-  OUT="$logs" RACECHECK_FILTER="" FILTER="NONE" timeout 400 bash scripts/gpu_check.sh "$build" 2>&1 | tail -8 | tee -a "$summary"
+  OUT="$logs" RACECHECK_FILTER="" FILTER="NONE" timeout ${MEMCHECK_TIMEOUT_ALL:-400} bash scripts/gpu_check.sh "$build" 2>&1 | tail -8 | tee -a "$summary"
 fi

@@ -16,6 +16,15 @@
 namespace llama_tp {
 namespace {
 
+// Against the CPU run on the same (rounded) cache. Decode keeps q and the probabilities in
+// float32 (2e-5); prompts of 16+ tokens take the tensor-core path, which rounds q and the
+// probabilities to the cache dtype as flash attention does, so 16-bit caches get that dtype's
+// rounding error there.
+double attention_tolerance(DType cache, int n_tokens) {
+  if (n_tokens < 16 || cache == DType::F32) return 2e-5;
+  return cache == DType::BF16 ? 5e-3 : 1e-3;
+}
+
 using test::random_floats;
 using test::rel_error;
 
@@ -81,7 +90,7 @@ void check(DType dt, Case c, bool compare_unrounded = true, bool step_slot = fal
   std::vector<float> ref(got.size());
   kernels::attention_cpu(ref.data(), qkv.data(), width, k_got.data(), v_got.data(), c.n_tokens, c.n_heads,
                          c.n_kv_heads, c.head_dim, c.pos0, c.max_seq);
-  EXPECT_LT(rel_error(got.data(), ref.data(), ref.size()), 2e-5);
+  EXPECT_LT(rel_error(got.data(), ref.data(), ref.size()), attention_tolerance(dt, c.n_tokens));
   if (compare_unrounded) {
     std::vector<float> k_exact = k0, v_exact = v0;
     kernels::kv_write_cpu(k_exact.data(), qkv.data() + size_t(c.n_heads) * c.head_dim, c.n_tokens, c.n_kv_heads,
@@ -206,7 +215,7 @@ TEST(CudaAttentionReuse, DecodeStepsAfterPrefill) {
     const auto got = out.to_floats(), k = k_cache.to_floats(), v = v_cache.to_floats();
     std::vector<float> ref(got.size());
     kernels::attention_cpu(ref.data(), qkv.data(), width, k.data(), v.data(), n, 8, 2, 64, pos, 600);
-    EXPECT_LT(rel_error(got.data(), ref.data(), ref.size()), 2e-5) << "step at " << pos;
+    EXPECT_LT(rel_error(got.data(), ref.data(), ref.size()), attention_tolerance(be.kv_dtype(), n)) << "step at " << pos;
     pos += n;
   }
 }
