@@ -119,6 +119,7 @@ Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer
   ModelWeights weights = load_weights(c, plan, *e.checkpoint.weights, *e.backend, e.quant);
   const size_t weight_bytes = weights.nbytes();
   e.model = std::make_unique<Model>(c, plan, std::move(weights), *e.backend, *e.comm, ctx, o.batch_size);
+  if (o.rope_freqs == "f32") e.model->set_rope_frequencies(Model::RopeFrequencies::Float32);
   if (!o.cuda_graphs) e.model->set_graphs_enabled(false);
   if (o.verbose)
     log_line(e, "memory: weights " + std::to_string(weight_bytes >> 20) + " MiB, KV cache " +

@@ -69,6 +69,9 @@ Options parse_options(int argc, char** argv) {
       ("kv-dtype", po::value(&o.kv_dtype)->default_value("auto"), "CUDA KV cache dtype: auto (compute dtype) | f32 | f16 | bf16")
       ("precise-activations", po::bool_switch(&o.precise_activations),
        "CUDA prompt products see float32 activations (two 16-bit halves, twice the FLOPs) instead of rounded ones")
+      ("rope-freqs", po::value(&o.rope_freqs)->default_value("checkpoint"),
+       "RoPE inverse frequencies: checkpoint (rounded to a bf16/f16 checkpoint's dtype, as HF models cast with "
+       ".to(dtype) and the reference logits have them) | f32 (as HF from_pretrained and llama.cpp keep them)")
       ("comm", po::value(&o.comm)->default_value("auto"), "communicator: auto | nccl | mpi | single")
       ("gpu", po::value(&o.gpu)->default_value(-1), "GPU index for this rank (default: local rank)")
       ("ctx-size,c", po::value(&o.ctx_size)->default_value(0), "context size in tokens (0: min(model max, 4096))")
@@ -165,6 +168,7 @@ Options parse_options(int argc, char** argv) {
   LLAMA_TP_CHECK(o.quant_group >= -1, "--quant-group must be >= 0 (0: one scale per row) or -1 (auto), got ", o.quant_group);
   if (!gpu_limit.empty()) o.gpu_memory_limit = parse_byte_size(gpu_limit, "--gpu-memory-limit");
   if (!mem_limit.empty()) o.memory_limit = parse_byte_size(mem_limit, "--memory-limit");
+  LLAMA_TP_CHECK(o.rope_freqs == "checkpoint" || o.rope_freqs == "f32", "--rope-freqs must be checkpoint or f32, got '", o.rope_freqs, "'");
   LLAMA_TP_CHECK(o.ctx_size >= 0, "--ctx-size must be >= 0, got ", o.ctx_size);
   LLAMA_TP_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got ", o.batch_size);
   LLAMA_TP_CHECK(o.n_predict >= -1, "--n-predict must be >= -1, got ", o.n_predict);

@@ -23,7 +23,8 @@ struct Options {
   std::string backend = "auto";   // auto | cpu | cuda
   std::string dtype = "auto";     // compute dtype on CUDA: auto (checkpoint's) | f32 | f16 | bf16
   std::string kv_dtype = "auto";  // KV cache dtype on CUDA: auto (compute dtype) | f32 | f16 | bf16
-  bool precise_activations = false;  // CUDA prefill products on float32-accurate activations
+  bool precise_activations = false;
+  std::string rope_freqs = "checkpoint";  // checkpoint (rounded to a 16-bit checkpoint's dtype) | f32  // CUDA prefill products on float32-accurate activations
   std::string comm = "auto";      // auto | nccl | mpi | single
   int gpu = -1;                   // GPU index override (default: the local rank)
   int ctx_size = 0;               // 0: min(model's max positions, 4096)

@@ -96,18 +96,24 @@ Model::Model(ModelConfig config, ShardPlan plan, ModelWeights weights, Backend& 
   attn_.head_dim = int(config_.head_dim);
   attn_.max_seq = max_seq;
   kv_ = KvCache(backend_, int(config_.n_layers), attn_.n_kv_heads, max_seq, attn_.head_dim);
-  std::vector<float> f = rope_inv_freq(config_);
-  // Hugging Face keeps inv_freq as a module buffer, and loading a 16-bit checkpoint casts that
-  // buffer to the checkpoint's dtype: its RoPE angles use the rounded frequencies. We round
-  // the same way so that logits agree with transformers' to float32 precision (the reference
-  // logits show it: without this, the error grows with the position, up to 1e-2 in bf16).
-  if (config_.dtype == DType::BF16 || config_.dtype == DType::F16)
-    for (float& v : f) v = round_to_dtype(v, config_.dtype);
-  inv_freq_ = backend_.alloc({int64_t(f.size())}, DType::F32);
-  inv_freq_.copy_from(Tensor::from_floats(f, {int64_t(f.size())}));
+  set_rope_frequencies(RopeFrequencies::Checkpoint);
   best_ = backend_.alloc({2}, DType::I32);
   const char* no_graphs = std::getenv("LLAMA_TP_NO_GRAPHS");
   graphs_enabled_ = !(no_graphs && *no_graphs && std::string(no_graphs) != "0");
+}
+
+void Model::set_rope_frequencies(RopeFrequencies mode) {
+  std::vector<float> f = rope_inv_freq(config_);
+  // A Hugging Face model cast to a 16-bit dtype with .to(dtype) casts its inv_freq buffer too,
+  // so its RoPE angles use rounded frequencies; the shared reference logits were made that
+  // way (without it, their error grows with the position, up to 1e-2 in bf16). A model loaded
+  // with from_pretrained keeps inv_freq in float32, as llama.cpp does: RopeFrequencies::Float32.
+  if (mode == RopeFrequencies::Checkpoint && (config_.dtype == DType::BF16 || config_.dtype == DType::F16))
+    for (float& v : f) v = round_to_dtype(v, config_.dtype);
+  inv_freq_ = backend_.alloc({int64_t(f.size())}, DType::F32);
+  inv_freq_.copy_from(Tensor::from_floats(f, {int64_t(f.size())}));
+  graphs_ = {};  // recorded steps read the old table
+  warm_ = {};
 }
 
 void Model::set_graphs_enabled(bool on) {

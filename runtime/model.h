@@ -64,6 +64,10 @@ class Model {
   // all-reduces run on its stream (nccl, or one rank) and graphs are enabled: by default, unless
   // the environment has LLAMA_TP_NO_GRAPHS=1.
   void set_graphs_enabled(bool on);
+  // RoPE inverse frequencies: rounded to a 16-bit checkpoint's dtype (the default, as the
+  // reference logits were made) or kept in float32 (--rope-freqs f32).
+  enum class RopeFrequencies { Checkpoint, Float32 };
+  void set_rope_frequencies(RopeFrequencies mode);
   bool graphs_enabled() const { return graphs_enabled_; }
   bool graphs_in_use() const;
 

@@ -17,6 +17,7 @@ export LD_LIBRARY_PATH="$PWD/$build/devlib:/usr/local/cuda/lib64:/usr/local/cuda
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 NCCL_NVLS_ENABLE=0
 export PYTHONUNBUFFERED=1
 bin="$build/llama_tp"
+export LLAMA_TP_BIN="$PWD/$bin"
 summary="$logs/summary.md"
 : >"$summary"
 has() { [[ ",$steps," == *",$1,"* ]]; }
@@ -46,7 +47,7 @@ if has reference; then
 fi
 if has hf8b; then
   note "## Llama-3-8B shape bf16: llama_tp vs HF transformers (same weights)"
-  timeout ${HF8B_TIMEOUT:-420} python3 scripts/hf_compare.py --bin "$bin" --dir /tmp/llama3-8b --extra "--kv-dtype f32 --precise-activations" \
+  timeout ${HF8B_TIMEOUT:-420} python3 scripts/hf_compare.py --bin "$bin" --dir /tmp/llama3-8b \
     2>&1 | grep -E "^\||inv_freq|failed" | tee -a "$summary"
   rm -rf /tmp/llama3-8b
 fi

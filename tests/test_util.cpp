@@ -22,7 +22,11 @@ std::string shared_path(const std::string& rel) {
   return std::filesystem::exists(p) ? p : std::string();
 }
 
-std::string llama_tp_binary() { return LLAMA_TP_BINARY; }
+std::string llama_tp_binary() {
+  // LLAMA_TP_BIN points the tests at a binary elsewhere (the GPU machine runs a carried copy).
+  if (const char* env = std::getenv("LLAMA_TP_BIN")) return env;
+  return LLAMA_TP_BINARY;
+}
 
 std::vector<float> random_floats(size_t n, uint32_t seed, float lo, float hi) {
   std::mt19937 rng(seed);
