@@ -67,18 +67,10 @@ double decode_bytes_per_token(const Model& model, int depth) {
   return bytes;
 }
 
-void run_bench(Engine& e, const Options& o) {
-  DistributedModel dm(*e.model, *e.comm);
-  if (e.ranks.rank != 0) {
-    dm.serve();
-    return;
-  }
-  struct Finish {
-    DistributedModel& dm;
-    ~Finish() {
-      if (std::uncaught_exceptions() == 0) dm.finish();
-    }
-  } finish{dm};
+namespace {
+
+// Rank 0's part; the other ranks serve its steps (DistributedModel::coordinate).
+void bench_on_rank0(Engine& e, DistributedModel& dm, const Options& o) {
 
   const ModelConfig& c = e.checkpoint.config;
   const int ctx = e.model->max_seq();
@@ -154,6 +146,13 @@ void run_bench(Engine& e, const Options& o) {
                 e.ranks.world, dtype.c_str(), r.test.c_str(), r.tps.mean, r.tps.stddev, bw, pct);
   }
   std::fflush(stdout);
+}
+
+}  // namespace
+
+void run_bench(Engine& e, const Options& o) {
+  DistributedModel dm(*e.model, *e.comm);
+  dm.coordinate([&] { bench_on_rank0(e, dm, o); });
 }
 
 }  // namespace llama_tp

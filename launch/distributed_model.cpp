@@ -46,6 +46,12 @@ void DistributedModel::finish() {
   comm_.broadcast(&h, sizeof h, 0);
 }
 
+void DistributedModel::coordinate(const std::function<void()>& drive) {
+  if (comm_.rank() != 0) return serve();
+  drive();
+  finish();
+}
+
 void DistributedModel::serve() {
   for (;;) {
     StepHeader h;

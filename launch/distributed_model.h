@@ -3,6 +3,7 @@
 // step (which tokens, at which position) and broadcasts it; the other ranks sit in serve()
 // and run the same step on their shards; logits come back to rank 0 by a gather.
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "parallel/communicator.h"
@@ -24,6 +25,9 @@ class DistributedModel {
   void finish();
   // Ranks > 0: follows rank 0's steps until finish().
   void serve();
+  // The whole protocol: rank 0 runs `drive` (which calls step()) and then releases the others;
+  // ranks > 0 serve. An exception in `drive` skips finish(): main's error path aborts the job.
+  void coordinate(const std::function<void()>& drive);
 
   Model& model() { return model_; }
   Communicator& comm() { return comm_; }

@@ -187,21 +187,8 @@ void interactive_chat(Engine& e, DistributedModel& dm, const Options& o, Sampler
   }
 }
 
-}  // namespace
-
-void run_generation(Engine& e, const Options& o) {
-  DistributedModel dm(*e.model, *e.comm);
-  if (e.ranks.rank != 0) {
-    dm.serve();
-    return;
-  }
-  // Rank 0: make sure the other ranks are released whatever happens (an error here aborts them).
-  struct Finish {
-    DistributedModel& dm;
-    ~Finish() {
-      if (std::uncaught_exceptions() == 0) dm.finish();
-    }
-  } finish{dm};
+// Rank 0's part; the other ranks serve its steps (DistributedModel::coordinate).
+void generation_on_rank0(Engine& e, DistributedModel& dm, const Options& o) {
   const ModelConfig& c = e.checkpoint.config;
   Sampler sampler(o.sampling);
 
@@ -235,6 +222,13 @@ void run_generation(Engine& e, const Options& o) {
     std::cout << std::endl;
   }
   print_stats(e, prompt.size(), g);
+}
+
+}  // namespace
+
+void run_generation(Engine& e, const Options& o) {
+  DistributedModel dm(*e.model, *e.comm);
+  dm.coordinate([&] { generation_on_rank0(e, dm, o); });
 }
 
 void run_tokenize(const Options& o) {
