@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "parallel/single_communicator.h"
 #include "launch/memory_plan.h"
 #include "parallel/shard_plan.h"
 #include "runtime/dummy_weights.h"
@@ -116,19 +117,6 @@ TEST(MemoryPlan, SuggestsTheLargestContextThatFits) {
   }
 }
 
-class LoneCommunicator final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  std::string name() const override { return "test-single"; }
-  void all_reduce_sum(Tensor&) override {}
-  void broadcast(void*, size_t, int) override {}
-  void gather(const void* send, size_t n, void* recv, const std::vector<size_t>&, int) override {
-    std::memcpy(recv, send, n);
-  }
-  void barrier() override {}
-};
-
 // The plan's weight and KV bytes are what loading really allocates (CPU backend, every rank of
 // a tp 2 split, float and int8).
 TEST(MemoryPlan, WeightAndCacheBytesMatchWhatIsLoaded) {
@@ -151,7 +139,7 @@ TEST(MemoryPlan, WeightAndCacheBytesMatchWhatIsLoaded) {
         const ShardPlan shard = ShardPlan::make(ck.config, 2, rank);
         const ModelWeights w = load_weights(ck.config, shard, *ck.weights, *backend, quant);
         EXPECT_EQ(plan.weights, w.nbytes()) << name << " rank " << rank << " " << quant.describe();
-        LoneCommunicator comm;
+        SingleCommunicator comm;
         Model model(ck.config, shard, w, *backend, comm, 100);
         EXPECT_EQ(plan.kv_cache, model.kv_cache().nbytes()) << name;
       }

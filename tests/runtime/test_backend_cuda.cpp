@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "parallel/single_communicator.h"
 #include "kernels/argmax.h"
 #include "kernels/attention.h"
 #include "runtime/backend_cuda.h"
@@ -235,19 +236,6 @@ TEST(BackendCuda, RecordingRefusesAllocationsAndRecovers) {
 
 // ---- The forward pass on CUDA ------------------------------------------------------------
 
-class OneRank final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  std::string name() const override { return "test-single"; }
-  void all_reduce_sum(Tensor&) override {}
-  void broadcast(void*, size_t, int) override {}
-  void gather(const void* send, size_t n, void* recv, const std::vector<size_t>&, int) override {
-    std::memcpy(recv, send, n);
-  }
-  void barrier() override {}
-};
-
 ModelConfig small_config(int64_t dim, int64_t heads, int64_t kv_heads, DType dtype) {
   ModelConfig c;
   c.dim = dim;
@@ -294,7 +282,7 @@ TEST(ModelCuda, DecodeGraphsMatchCpuAndUnrecordedSteps) {
   for (auto [dim, heads, kv_heads] : {std::tuple{256, 8, 2}, std::tuple{512, 4, 1}, std::tuple{192, 6, 6}}) {
     SCOPED_TRACE(testing::Message() << "dim " << dim << ", " << heads << "/" << kv_heads << " heads");
     const ModelConfig c = small_config(dim, heads, kv_heads, DType::F32);
-    OneRank comm;
+    SingleCommunicator comm;
     auto cpu_be = make_cpu_backend();
     CudaBackend gpu_be(DType::F32, 0), plain_be(DType::F32, 0);
     auto cpu = make_model(c, *cpu_be, comm, 400), gpu = make_model(c, gpu_be, comm, 400),
@@ -334,7 +322,7 @@ TEST(ModelCuda, DecodeGraphsMatchCpuAndUnrecordedSteps) {
 TEST(ModelCuda, GraphsFollowBufferGrowthAndSharedBackends) {
   SKIP_WITHOUT_GPU();
   const ModelConfig c = small_config(512, 8, 2, DType::BF16);
-  OneRank comm;
+  SingleCommunicator comm;
   CudaBackend shared_be(DType::BF16, 0), plain_be(DType::BF16, 0);
   auto a = make_model(c, shared_be, comm, 3000), b = make_model(c, shared_be, comm, 200);
   auto plain = make_model(c, plain_be, comm, 3000, /*graphs=*/false);
@@ -357,7 +345,7 @@ TEST(ModelCuda, GraphsFollowBufferGrowthAndSharedBackends) {
 TEST(ModelCuda, GraphsCanBeTurnedOff) {
   SKIP_WITHOUT_GPU();
   const ModelConfig c = small_config(256, 8, 2, DType::BF16);
-  OneRank comm;
+  SingleCommunicator comm;
   CudaBackend be(DType::BF16, 0);
   const char* old = std::getenv("LLAMA_TP_NO_GRAPHS");
   const std::string saved = old ? old : "";
@@ -400,7 +388,7 @@ TEST(ModelCuda, ReferenceModelsWithGraphs) {
 
     Checkpoint ck = open_checkpoint(dir);
     CudaBackend be(DType::F32, 0);
-    OneRank comm;
+    SingleCommunicator comm;
     ShardPlan plan = ShardPlan::make(ck.config, 1, 0);
     const int n = int(prompt.size());
     Model model(ck.config, plan, load_weights(ck.config, plan, *ck.weights, be), be, comm, n + 40, 7);

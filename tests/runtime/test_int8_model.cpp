@@ -20,6 +20,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "parallel/single_communicator.h"
 #include "kernels/argmax.h"
 #include "runtime/model.h"
 #ifdef LLAMA_TP_CUDA
@@ -29,19 +30,6 @@
 
 namespace llama_tp {
 namespace {
-
-class LoneCommunicator final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  std::string name() const override { return "test-single"; }
-  void all_reduce_sum(Tensor&) override {}
-  void broadcast(void*, size_t, int) override {}
-  void gather(const void* send, size_t n, void* recv, const std::vector<size_t>&, int) override {
-    std::memcpy(recv, send, n);
-  }
-  void barrier() override {}
-};
 
 double cosine(const float* a, const float* b, size_t n) {
   double ab = 0, aa = 0, bb = 0;
@@ -94,7 +82,7 @@ std::unique_ptr<Backend> make_backend(On on, const ModelConfig& c) {
 std::vector<float> prompt_logits(On on, const Checkpoint& ck, const QuantSpec& quant, const std::vector<int32_t>& prompt,
                                  bool one_by_one = false) {
   auto backend = make_backend(on, ck.config);
-  LoneCommunicator comm;
+  SingleCommunicator comm;
   ShardPlan plan = ShardPlan::make(ck.config, 1, 0);
   Model model(ck.config, plan, load_weights(ck.config, plan, *ck.weights, *backend, quant), *backend, comm,
               int(prompt.size()), 16);
@@ -118,7 +106,7 @@ std::vector<int32_t> prompt_of(const std::string& name, const Checkpoint& ck) {
     return p;
   }
   auto backend = make_cpu_backend();
-  LoneCommunicator comm;
+  SingleCommunicator comm;
   ShardPlan plan = ShardPlan::make(ck.config, 1, 0);
   Model model(ck.config, plan, load_weights(ck.config, plan, *ck.weights, *backend), *backend, comm, 64);
   out.push_back(int32_t(ck.config.bos_token_id));
@@ -162,7 +150,9 @@ TEST_P(Int8ReferenceModel, LogitsAgreeWithTheUnquantizedPath) {
     }
     EXPECT_GE(a.mean_cos, name == "tiny-gqa-f32" ? 0.995 : 0.999) << what;
     EXPECT_GE(a.top1_clear, 0.98) << what;
-    if (strict) EXPECT_GE(a.top1, 0.98) << what;
+    if (strict) {
+      EXPECT_GE(a.top1, 0.98) << what;
+    }
     if (on == On::Cuda) {
       // The int8 GEMV (one token at a time) against the dequantized cuBLAS prompt pass: the same
       // int8 weights, so they differ only by the rounding of x (and of q * scale) to the compute dtype.

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "parallel/single_communicator.h"
 #include "kernels/argmax.h"
 #include "kernels/rope.h"
 #include "loader_test_util.h"
@@ -312,19 +313,6 @@ std::string version2_bytes(const LegacyFile& f, int group = 64) {
   return out;
 }
 
-class LoneCommunicator final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  std::string name() const override { return "test-single"; }
-  void all_reduce_sum(Tensor&) override {}
-  void broadcast(void*, size_t, int) override {}
-  void gather(const void* send, size_t n, void* recv, const std::vector<size_t>&, int) override {
-    std::memcpy(recv, send, n);
-  }
-  void barrier() override {}
-};
-
 struct Greedy {
   std::vector<int32_t> ids;
   std::vector<std::vector<float>> logits;  // at each step
@@ -333,7 +321,7 @@ struct Greedy {
 // Greedy decoding from BOS on the CPU backend.
 Greedy greedy(const Checkpoint& ck, const QuantSpec& quant, int steps) {
   auto backend = make_cpu_backend();
-  LoneCommunicator comm;
+  SingleCommunicator comm;
   ShardPlan plan = ShardPlan::make(ck.config, 1, 0);
   Model model(ck.config, plan, load_weights(ck.config, plan, *ck.weights, *backend, quant), *backend, comm, steps + 1);
   Greedy g;

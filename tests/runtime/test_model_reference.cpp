@@ -5,26 +5,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "parallel/single_communicator.h"
 #include "kernels/argmax.h"
 #include "runtime/model.h"
 #include "test_util.h"
 
 namespace llama_tp {
 namespace {
-
-// World-size-1 communicator local to this test (the real ones live in parallel/).
-class LoneCommunicator final : public Communicator {
- public:
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  std::string name() const override { return "test-single"; }
-  void all_reduce_sum(Tensor&) override {}
-  void broadcast(void*, size_t, int) override {}
-  void gather(const void* send, size_t n, void* recv, const std::vector<size_t>&, int) override {
-    std::memcpy(recv, send, n);
-  }
-  void barrier() override {}
-};
 
 struct Reference {
   std::vector<int32_t> prompt_ids, greedy_ids;
@@ -55,7 +42,7 @@ TEST_P(ReferenceModel, CpuLogitsAndGreedyMatchTransformers) {
   Reference ref = load_reference(name);
   Checkpoint ck = open_checkpoint(test::shared_path("models/" + name));
   auto backend = make_cpu_backend();
-  LoneCommunicator comm;
+  SingleCommunicator comm;
   ShardPlan plan = ShardPlan::make(ck.config, 1, 0);
   const int n_prompt = int(ref.prompt_ids.size());
   // Small chunks so that the chunked prefill path is exercised too.
