@@ -33,6 +33,8 @@ Checkpoint open_model(const Options& o) {
 
 std::string find_tokenizer(const std::string& model_path) {
   if (named_model_shape(model_path) || !fs::exists(model_path)) return "";
+  // A GGUF file carries its own tokenizer.
+  if (!fs::is_directory(model_path) && fs::path(model_path).extension() == ".gguf") return model_path;
   fs::path dir = fs::is_directory(model_path) ? fs::path(model_path) : fs::path(model_path).parent_path();
   if (dir.empty()) dir = ".";
   for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"})

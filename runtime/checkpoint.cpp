@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "runtime/gguf.h"
 #include "runtime/llama2c.h"
 #include "runtime/safetensors.h"
 #include "runtime/weight_block.h"
@@ -97,11 +98,17 @@ Checkpoint open_checkpoint(const std::string& path) {
   const std::string parent = p.has_parent_path() ? p.parent_path().string() : ".";
   if (ext == ".safetensors") return open_hf(parent, path);
   if (p.filename() == "config.json") return open_hf(parent, "");
-  if (ext == ".gguf")
-    LLAMA_TP_FAIL(path, " is a GGUF file, which llama_tp does not read; pass a Hugging Face model "
-                  "folder or a llama2.c .bin checkpoint.");
+  if (ext == ".gguf") {
+    auto source = std::make_unique<GgufSource>(path);
+    Checkpoint ck;
+    ck.path = path;
+    ck.config = source->config();
+    ck.weights = std::move(source);
+    validate_llama_weights(ck.config, *ck.weights, "the metadata of " + path);
+    return ck;
+  }
   LLAMA_TP_FAIL("do not know how to load ", path, ": pass a Hugging Face model folder (config.json + "
-                "*.safetensors) or a llama2.c .bin checkpoint.");
+                "*.safetensors), a llama2.c .bin checkpoint or a GGUF (.gguf) file.");
 }
 
 }  // namespace llama_tp

@@ -2,7 +2,7 @@
 // Text <-> token ids on the coordinator, without Python. Three kinds of files are read:
 //   - Hugging Face tokenizer.json, model type BPE (Llama 3 byte-level BPE and Llama 2
 //     SentencePiece-style BPE, both driven by the file's normalizer / pre_tokenizer / decoder);
-//   - llama2.c tokenizer.bin;
+//   - llama2.c tokenizer.bin, and the same kind of vocabulary inside a GGUF model (.gguf);
 //   - SentencePiece tokenizer.model (through the sentencepiece library).
 // Encoding matches Hugging Face `tokenizers` (add_special_tokens=False, plus an optional BOS);
 // decoding matches its decode(ids, skip_special_tokens=False).

@@ -4,6 +4,7 @@
 // tokenizer_config.json over them.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/tokenizer.h"
 
@@ -11,6 +12,10 @@ namespace llama_tp {
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& file);           // tokenizer.json
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& file);       // tokenizer.bin
+// A llama2.c-style tokenizer from pieces (spaces as " ") and scores held in memory.
+std::unique_ptr<Tokenizer> make_llama2c_tokenizer(std::vector<std::string> pieces, std::vector<float> scores,
+                                                  const std::string& source);
+std::unique_ptr<Tokenizer> load_gguf_tokenizer(const std::string& file);        // model.gguf
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& file); // tokenizer.model
 
 }  // namespace llama_tp

@@ -20,6 +20,22 @@ class Llama2cTokenizer final : public Tokenizer {
  public:
   explicit Llama2cTokenizer(const std::string& file) {
     read(file);
+    init();
+  }
+
+  // From pieces and scores held in memory (the vocabulary inside a GGUF file).
+  Llama2cTokenizer(std::vector<std::string> pieces, std::vector<float> scores, const std::string& source) {
+    LLAMA_TP_CHECK(pieces.size() == scores.size(), source, ": ", pieces.size(), " tokens but ", scores.size(), " scores");
+    pieces_ = std::move(pieces);
+    scores_ = std::move(scores);
+    for (size_t i = 0; i < pieces_.size(); ++i) ids_.try_emplace(pieces_[i], static_cast<int32_t>(i));
+    LLAMA_TP_CHECK(pieces_.size() >= kFirstByteId + 256, source, " holds ", pieces_.size(),
+                   " tokens; a llama2.c-style tokenizer has at least 259 (<unk>, BOS, EOS, 256 bytes)");
+    init();
+  }
+
+ private:
+  void init() {
     TokenizerSpecials s;
     s.bos_id = kBosId;
     s.bos_text = "<s>";
@@ -30,6 +46,8 @@ class Llama2cTokenizer final : public Tokenizer {
     auto space = token_id(" ");
     dummy_prefix_id_ = space ? *space : -1;
   }
+
+ public:
 
   std::vector<int32_t> encode(const std::string& text, bool add_bos, bool parse_special) const override {
     std::vector<int32_t> ids;
@@ -143,6 +161,11 @@ class Llama2cTokenizer final : public Tokenizer {
 
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& file) {
   return std::make_unique<Llama2cTokenizer>(file);
+}
+
+std::unique_ptr<Tokenizer> make_llama2c_tokenizer(std::vector<std::string> pieces, std::vector<float> scores,
+                                                   const std::string& source) {
+  return std::make_unique<Llama2cTokenizer>(std::move(pieces), std::move(scores), source);
 }
 
 }  // namespace llama_tp

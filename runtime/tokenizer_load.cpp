@@ -41,10 +41,11 @@ std::unique_ptr<Tokenizer> read_tokenizer_file(const std::string& file) {
   if (ends_with(file, ".json")) return load_hf_tokenizer(file);
   if (ends_with(file, ".model")) return load_sentencepiece_tokenizer(file);
   if (ends_with(file, ".bin")) return load_llama2c_tokenizer(file);
+  if (ends_with(file, ".gguf")) return load_gguf_tokenizer(file);
   if (starts_like_json(file)) return load_hf_tokenizer(file);
   LLAMA_TP_FAIL("cannot tell the format of tokenizer file ", file,
                 ": name it tokenizer.json (Hugging Face), tokenizer.model (SentencePiece) or "
-                "tokenizer.bin (llama2.c)");
+                "tokenizer.bin (llama2.c), or pass a .gguf model");
 }
 
 int32_t id_of(const Tokenizer& tok, const std::string& text, const char* key,

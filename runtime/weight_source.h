@@ -2,7 +2,7 @@
 // A WeightSource hands out a checkpoint's tensors by Hugging Face name
 // ("model.layers.3.self_attn.q_proj.weight"), reading only the block a rank asks for, so that
 // no rank ever holds a whole 70B checkpoint. Implementations: safetensors (single file or
-// sharded with model.safetensors.index.json), llama2.c .bin, dummy (random weights of a shape).
+// sharded with model.safetensors.index.json), llama2.c .bin, GGUF v3 (F32/F16/BF16), dummy (random weights of a shape).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -43,7 +43,8 @@ struct Checkpoint {
   std::string path;  // the folder or file it came from
 };
 
-// Opens a Hugging Face folder (config.json + *.safetensors) or a llama2.c .bin file.
+// Opens a Hugging Face folder (config.json + *.safetensors), a llama2.c .bin file or a GGUF v3
+// .gguf file (F32/F16/BF16 tensors; quantized types are refused).
 Checkpoint open_checkpoint(const std::string& path);
 
 // Checks that `weights` holds every tensor a Llama model of `config` reads, each with the
