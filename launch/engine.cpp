@@ -1,6 +1,7 @@
 #include "launch/engine.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
@@ -52,7 +53,10 @@ std::string find_tokenizer(const std::string& model_path) {
 void log_line(const Engine& e, const std::string& line, bool all_ranks, bool verbose) {
   if (e.ranks.rank == 0 || (all_ranks && verbose)) {
     std::string prefix = e.ranks.world > 1 && all_ranks ? "[rank " + std::to_string(e.ranks.rank) + "] " : "";
-    std::cerr << prefix << line << std::endl;
+    // One write per line: ranks share stderr, and separate writes of prefix and text interleave.
+    const std::string whole = prefix + line + "\n";
+    std::fwrite(whole.data(), 1, whole.size(), stderr);
+    std::fflush(stderr);
   }
 }
 
