@@ -36,6 +36,16 @@ std::vector<float> random_floats(size_t n, uint32_t seed, float lo, float hi) {
   return v;
 }
 
+uint32_t fresh_seed() { return std::random_device{}(); }
+
+std::vector<float> rounded(const std::vector<float>& v, DType dt) {
+  std::vector<uint8_t> buf(v.size() * dtype_size(dt));
+  convert_from_f32(v.data(), dt, buf.data(), v.size());
+  std::vector<float> out(v.size());
+  convert_to_f32(buf.data(), dt, out.data(), v.size());
+  return out;
+}
+
 double rel_error(const float* a, const float* b, size_t n) {
   double num = 0, den = 0;
   for (size_t i = 0; i < n; ++i) {

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/dtype.h"
+
 namespace llama_tp::test {
 
 // Folder holding models/ and tokenizers/ (env LLAMA_TP_SHARED, else ../shared beside the checkout).
@@ -14,6 +16,10 @@ std::string shared_path(const std::string& rel);
 std::string llama_tp_binary();
 
 std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f);
+// A new seed per call, so every run checks fresh inputs.
+uint32_t fresh_seed();
+// v rounded to dtype dt and back to float32 (what a 16-bit tensor of v holds).
+std::vector<float> rounded(const std::vector<float>& v, DType dt);
 // ||a-b|| / ||b|| over n elements.
 double rel_error(const float* a, const float* b, size_t n);
 double max_abs_diff(const float* a, const float* b, size_t n);

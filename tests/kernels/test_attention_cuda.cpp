@@ -26,16 +26,10 @@ double attention_tolerance(DType cache, int n_tokens) {
 }
 
 using test::random_floats;
+using test::fresh_seed;
+using test::rounded;
 using test::rel_error;
 
-uint32_t fresh_seed() { return std::random_device{}(); }
-std::vector<float> rounded(const std::vector<float>& v, DType dt) {
-  std::vector<uint8_t> buf(v.size() * dtype_size(dt));
-  convert_from_f32(v.data(), dt, buf.data(), v.size());
-  std::vector<float> out(v.size());
-  convert_to_f32(buf.data(), dt, out.data(), v.size());
-  return out;
-}
 double tolerance(DType dt) { return dt == DType::F32 ? 1e-5 : dt == DType::BF16 ? 1e-2 : 3e-3; }
 
 struct Case {

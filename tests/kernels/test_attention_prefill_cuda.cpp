@@ -21,20 +21,12 @@ namespace {
 
 using kernels::PrefillAttentionAlgo;
 using test::random_floats;
+using test::fresh_seed;
+using test::rounded;
 using test::rel_error;
 
 #define SKIP_WITHOUT_GPU() \
   if (!llama_tp::cuda_available()) GTEST_SKIP() << "no CUDA GPU"
-
-uint32_t fresh_seed() { return std::random_device{}(); }
-
-std::vector<float> rounded(const std::vector<float>& v, DType dt) {
-  std::vector<uint8_t> buf(v.size() * dtype_size(dt));
-  convert_from_f32(v.data(), dt, buf.data(), v.size());
-  std::vector<float> out(v.size());
-  convert_to_f32(buf.data(), dt, out.data(), v.size());
-  return out;
-}
 
 // Against the CPU on the same (rounded) q and caches the GPU reads, only the rounding of the
 // probabilities to the cache dtype remains (~2^-9 relative for bf16, 2^-12 for f16).

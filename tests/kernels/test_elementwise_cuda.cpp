@@ -20,6 +20,8 @@ namespace llama_tp {
 namespace {
 
 using test::random_floats;
+using test::fresh_seed;
+using test::rounded;
 using test::rel_error;
 
 Tensor device_floats(const std::vector<float>& v, std::vector<int64_t> shape) {
@@ -32,16 +34,7 @@ Tensor poisoned(CudaBackend& be, std::vector<int64_t> shape, DType dt = DType::F
   return t;
 }
 // Values as the GPU holds them after conversion to dt.
-std::vector<float> rounded(const std::vector<float>& v, DType dt) {
-  std::vector<uint8_t> buf(v.size() * dtype_size(dt));
-  convert_from_f32(v.data(), dt, buf.data(), v.size());
-  std::vector<float> out(v.size());
-  convert_to_f32(buf.data(), dt, out.data(), v.size());
-  return out;
-}
 std::string dtype_param_name(const ::testing::TestParamInfo<DType>& info) { return dtype_name(info.param); }
-uint32_t fresh_seed() { return std::random_device{}(); }
-
 #define SKIP_WITHOUT_GPU() \
   if (!llama_tp::cuda_available()) GTEST_SKIP() << "no CUDA GPU"
 

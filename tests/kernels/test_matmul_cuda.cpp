@@ -17,16 +17,10 @@ namespace {
 
 using Algo = CudaBackend::LinearAlgo;
 using test::random_floats;
+using test::fresh_seed;
+using test::rounded;
 using test::rel_error;
 
-uint32_t fresh_seed() { return std::random_device{}(); }
-std::vector<float> rounded(const std::vector<float>& v, DType dt) {
-  std::vector<uint8_t> buf(v.size() * dtype_size(dt));
-  convert_from_f32(v.data(), dt, buf.data(), v.size());
-  std::vector<float> out(v.size());
-  convert_to_f32(buf.data(), dt, out.data(), v.size());
-  return out;
-}
 // ‖Δ‖/‖ref‖ allowed for products with this weight dtype (cuBLAS also rounds x to it).
 double tolerance(DType dt) { return dt == DType::F32 ? 1e-5 : dt == DType::BF16 ? 1e-2 : 3e-3; }
 

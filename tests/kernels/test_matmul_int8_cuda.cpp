@@ -19,17 +19,9 @@ namespace {
 
 using Algo = CudaBackend::LinearAlgo;
 using test::random_floats;
+using test::fresh_seed;
+using test::rounded;
 using test::rel_error;
-
-uint32_t fresh_seed() { return std::random_device{}(); }
-
-std::vector<float> rounded(const std::vector<float>& v, DType dt) {
-  std::vector<uint8_t> buf(v.size() * dtype_size(dt));
-  convert_from_f32(v.data(), dt, buf.data(), v.size());
-  std::vector<float> out(v.size());
-  convert_to_f32(buf.data(), dt, out.data(), v.size());
-  return out;
-}
 
 Tensor host_in(const std::vector<float>& v, int64_t n, int64_t k, DType dt) {
   Tensor t = Tensor::empty({n, k}, dt);

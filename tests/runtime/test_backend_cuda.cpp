@@ -26,11 +26,10 @@ namespace llama_tp {
 namespace {
 
 using test::random_floats;
+using test::fresh_seed;
 
 #define SKIP_WITHOUT_GPU() \
   if (!llama_tp::cuda_available()) GTEST_SKIP() << "no CUDA GPU"
-
-uint32_t fresh_seed() { return std::random_device{}(); }
 
 Tensor host_tensor(const std::vector<float>& v, std::vector<int64_t> shape, DType dt) {
   Tensor t = Tensor::empty(std::move(shape), dt);
