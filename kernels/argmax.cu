@@ -39,6 +39,8 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(Params p) {
   __shared__ bool s_last;
   const int row = blockIdx.y, part = blockIdx.x, parts = gridDim.x;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  wait_for_previous_kernel();  // launched with programmatic dependent launch
+  release_next_kernel();
   const float* x = p.x + size_t(row) * p.n;
   const int chunk = cdiv(p.n, parts), end = min(p.n, (part + 1) * chunk);
   float v = -INFINITY;
@@ -87,7 +89,7 @@ void argmax_cuda(int32_t* out, float* values, const float* x, int rows, int n, c
     p.part_v = static_cast<float*>(scratch);
     p.part_i = reinterpret_cast<int*>(p.part_v + size_t(rows) * parts);
   }
-  argmax_kernel<<<dim3(parts, rows), kThreads, 0, stream>>>(p);
+  CUDA_CHECK(launch(argmax_kernel, dim3(parts, rows), dim3(kThreads), 0, stream, true, p));
   CUDA_CHECK_LAUNCH();
 }
 

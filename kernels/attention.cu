@@ -271,6 +271,8 @@ __global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodePar
   __shared__ bool s_last;
   const int hd = p.head_dim, g = p.group, L = p.lanes, R = kDecThreads / L;
   const int kvh = blockIdx.y, split = blockIdx.x, S = gridDim.x;
+  wait_for_previous_kernel();  // launched with programmatic dependent launch
+  release_next_kernel();
   const int n_keys = (p.pos_dev ? *p.pos_dev : p.pos0) + 1;
   const int chunk = decode_chunk(n_keys, S), n_chunks = cdiv(n_keys, chunk), n_used = min(S, n_chunks);
   const int tid = threadIdx.x, lane = tid % L, rg = tid / L, warp = tid / 32, wlane = tid % 32;
@@ -432,12 +434,34 @@ __global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodePar
     if (wlane == 0) s_a[h] = 1.f / l;
   }
   __syncthreads();
-  for (int idx = tid; idx < g * hd; idx += kDecThreads) {
-    const int h = idx / hd, d = idx % hd;
-    const size_t row = size_t(kvh) * g + h;
-    float o = 0.f;
-    for (int s = 0; s < n_used; ++s) o += s_w[h * S + s] * __ldcg(p.part_o + (size_t(s) * p.n_heads + row) * hd + d);
-    p.out[row * hd + d] = o * s_a[h];
+  // Each thread sums 4 dims of one head over the splits, several splits' loads in flight (one
+  // block does this for the whole kv head: at long contexts that is dozens of splits).
+  const size_t split_stride = size_t(p.n_heads) * hd;
+  if (hd % 4 == 0 && (reinterpret_cast<uintptr_t>(p.out) & 15) == 0) {
+    const int quads = hd / 4;
+    for (int idx = tid; idx < g * quads; idx += kDecThreads) {
+      const int h = idx / quads, d = (idx % quads) * 4;
+      const size_t row = size_t(kvh) * g + h;
+      const float* src = p.part_o + row * hd + d;
+      float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 8
+      for (int s = 0; s < n_used; ++s) {
+        const float4 v = __ldcg(reinterpret_cast<const float4*>(src + s * split_stride));
+        const float w = s_w[h * S + s];
+        o.x += w * v.x, o.y += w * v.y, o.z += w * v.z, o.w += w * v.w;
+      }
+      const float inv = s_a[h];
+      *reinterpret_cast<float4*>(p.out + row * hd + d) = make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
+    }
+  } else {
+    for (int idx = tid; idx < g * hd; idx += kDecThreads) {
+      const int h = idx / hd, d = idx % hd;
+      const size_t row = size_t(kvh) * g + h;
+      float o = 0.f;
+#pragma unroll 8
+      for (int s = 0; s < n_used; ++s) o += s_w[h * S + s] * __ldcg(p.part_o + s * split_stride + row * hd + d);
+      p.out[row * hd + d] = o * s_a[h];
+    }
   }
   if (tid == 0) p.counters[kvh] = 0;  // ready for the next launch
 }
@@ -489,12 +513,11 @@ void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* work
   const dim3 grid(plan.splits, a.n_kv_heads);
   dispatch_float(a.cache_dtype, [&](auto tag) {
     using T = decltype(tag);
-    switch (plan.kg) {
-      case 1: attention_decode_kernel<T, 1><<<grid, kDecThreads, plan.smem, stream>>>(p); break;
-      case 2: attention_decode_kernel<T, 2><<<grid, kDecThreads, plan.smem, stream>>>(p); break;
-      case 4: attention_decode_kernel<T, 4><<<grid, kDecThreads, plan.smem, stream>>>(p); break;
-      default: attention_decode_kernel<T, 8><<<grid, kDecThreads, plan.smem, stream>>>(p); break;
-    }
+    auto kernel = plan.kg == 1 ? attention_decode_kernel<T, 1>
+                  : plan.kg == 2 ? attention_decode_kernel<T, 2>
+                  : plan.kg == 4 ? attention_decode_kernel<T, 4>
+                                 : attention_decode_kernel<T, 8>;
+    CUDA_CHECK(launch(kernel, grid, dim3(kDecThreads), plan.smem, stream, true, p));
   });
   CUDA_CHECK_LAUNCH();
   if (plan.splits > 1 && !a.split_counters) {  // the host knows which splits found keys

@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <utility>
 
 #include "runtime/dtype.h"
 #include "runtime/error.h"
@@ -79,7 +81,7 @@ __device__ __forceinline__ float block_sum(float v) {
   return warp_sum(v);
 }
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+__host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 __host__ __device__ inline int cdiv(int64_t a, int64_t b) { return int((a + b - 1) / b); }
 
 // Multiprocessors of the current device (asked once per device).
@@ -96,6 +98,61 @@ inline int sm_count() {
     cached[dev] = n > 0 ? n : 1;
   }
   return cached[dev];
+}
+
+// ---- Programmatic dependent launch (Hopper and later) ----
+// A kernel launched with launch(..., pdl = true) may start while the kernel before it on the
+// stream is still finishing: it must call wait_for_previous_kernel() before it reads anything
+// an earlier kernel wrote or writes anything an earlier kernel reads (work on constant data,
+// such as pulling weights into L2, may come first), and calls release_next_kernel() once the
+// next kernel may be scheduled beside its own blocks. On older GPUs both are no-ops and the
+// launch is ordinary. In a decode step of a few hundred small kernels this hides most of each
+// kernel's launch latency and tail.
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void release_next_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether launches on the current device use programmatic dependent launch: compute
+// capability 9.0 or later, unless LLAMA_TP_NO_PDL is set (to measure without it).
+inline bool pdl_enabled() {
+  static int cached[64] = {};  // 0 unknown, 1 no, 2 yes
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
+    cudaGetLastError();
+    return false;
+  }
+  if (cached[dev] == 0) {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) cudaGetLastError();
+    const char* off = std::getenv("LLAMA_TP_NO_PDL");
+    cached[dev] = major >= 9 && !(off && *off && off[0] != '0') ? 2 : 1;
+  }
+  return cached[dev] == 2;
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...), with programmatic dependent launch when `pdl`
+// and the device supports it (see wait_for_previous_kernel). Returns the launch's error.
+template <typename... Params, typename... Args>
+cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
+                   Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl && pdl_enabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
 // Calls f(T{}) with T the element type of a floating dtype: float, f16 or bf16.

@@ -8,6 +8,8 @@ namespace {
 template <typename T>
 __global__ void embedding_kernel(float* out, const T* table, const int32_t* ids, int vocab, int dim) {
   const int t = blockIdx.x;
+  wait_for_previous_kernel();  // launched with programmatic dependent launch
+  release_next_kernel();
   const int id = ids[t];
   const bool ok = id >= 0 && id < vocab;
   const T* row = table + size_t(ok ? id : 0) * dim;
@@ -22,7 +24,8 @@ void embedding_cuda(float* out, const void* table, DType table_dtype, const int3
   if (n_tokens == 0) return;
   dispatch_float(table_dtype, [&](auto tag) {
     using T = decltype(tag);
-    embedding_kernel<T><<<n_tokens, 256, 0, stream>>>(out, static_cast<const T*>(table), ids, vocab, dim);
+    CUDA_CHECK(launch(embedding_kernel<T>, dim3(n_tokens), dim3(256), 0, stream, true, out, static_cast<const T*>(table),
+                      ids, vocab, dim));
   });
   CUDA_CHECK_LAUNCH();
 }

@@ -10,11 +10,7 @@ namespace llama_tp::kernels {
 // Linear layers with int8 weights (kernels/quantize.h): out[m, n] = x[m, k] · wᵀ, w = q * scale,
 // q [n, k] int8, scales [n, ceil(k / group)] f32, x and out f32, fp32 accumulation.
 
-// Batch 1 (decode): one warp per output row streams the int8 row with 16-byte loads and
-// dequantizes in registers (when k and group are multiples of 16 and the pointers 16-byte
-// aligned; else element by element). Bound by reading q once: half the bytes of a bf16 GEMV.
-void gemv_int8_cuda(float* out, const float* x, const int8_t* q, const float* scales, int n, int k, int group,
-                    cudaStream_t stream);
+// Batch 1 (decode): gemv_int8_cuda in kernels/gemv_cuda.h.
 
 // Prefill (m > 1): w is dequantized `tile_rows` rows at a time into `tile` (tile_rows * k
 // elements of dtype, the compute dtype) and each tile multiplied by cuBLAS into its columns of

@@ -14,9 +14,9 @@ void rmsnorm_cpu(float* out, const float* x, const float* weight, int rows, int 
   }
 }
 
-void add_rmsnorm_cpu(float* out, float* x, const float* residual, const float* weight, int rows, int dim,
-                     float eps) {
-  for (size_t i = 0; i < size_t(rows) * dim; ++i) x[i] += residual[i];
-  rmsnorm_cpu(out, x, weight, rows, dim, eps);
+void add_rmsnorm_cpu(float* out, float* x_out, const float* x, const float* delta, const float* weight, int rows,
+                     int dim, float eps) {
+  for (size_t i = 0; i < size_t(rows) * dim; ++i) x_out[i] = x[i] + delta[i];
+  rmsnorm_cpu(out, x_out, weight, rows, dim, eps);
 }
 }  // namespace llama_tp::kernels

@@ -9,8 +9,9 @@ namespace llama_tp::kernels {
 void rmsnorm_cuda(float* out, const float* x, const void* weight, DType weight_dtype, int rows,
                   int dim, float eps, cudaStream_t stream);
 
-// Residual add fused with the norm: x += residual (stored back in x), then out = rmsnorm(x) *
-// weight. One pass over x instead of two kernels. out must not alias x or residual.
-void add_rmsnorm_cuda(float* out, float* x, const float* residual, const void* weight,
+// Residual add fused with the norm: x_out = x + delta (x_out may alias x), then out =
+// rmsnorm(x_out) * weight. One pass over x instead of two kernels. out must not alias x, delta
+// or x_out.
+void add_rmsnorm_cuda(float* out, float* x_out, const float* x, const float* delta, const void* weight,
                       DType weight_dtype, int rows, int dim, float eps, cudaStream_t stream);
 }  // namespace llama_tp::kernels

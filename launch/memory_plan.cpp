@@ -56,10 +56,11 @@ MemoryPlan plan_memory(const MemoryPlanInputs& in) {
 
   plan.kv_cache = KvCache::bytes_for(int(L), int(p.n_kv_heads_local), in.ctx, int(hd), in.kv_dtype);
 
-  // As Model::ensure_buffers for the largest chunk of prompt tokens.
+  // As Model::ensure_buffers for the largest chunk of prompt tokens: two residual streams, h and
+  // proj (dim each), qkv, attention output, gate/up and ffn; logits for one row.
   const size_t n = size_t(std::max(1, std::min(in.batch_tokens, in.ctx)));
   plan.activations = n * sizeof(int32_t) +
-                     n * sizeof(float) * size_t(3 * dim + qkv_width + q_width + 3 * ffn + vocab);
+                     n * sizeof(float) * size_t(4 * dim + qkv_width + q_width + 3 * ffn) + sizeof(float) * size_t(vocab);
 
   std::vector<LinearShape> all = per_layer;
   all.push_back(head);

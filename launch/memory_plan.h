@@ -29,7 +29,7 @@ struct MemoryPlanInputs {
   DType kv_dtype = DType::F32;
   QuantSpec quant;
   int ctx = 0;               // KV cache positions
-  int batch_tokens = 512;    // prompt tokens per forward pass (sizes the activation buffers)
+  int batch_tokens = 2048;   // prompt tokens per forward pass (sizes the activation buffers)
 };
 
 struct MemoryPlan {

@@ -75,7 +75,7 @@ Options parse_options(int argc, char** argv) {
       ("comm", po::value(&o.comm)->default_value("auto"), "communicator: auto | nccl | mpi | single")
       ("gpu", po::value(&o.gpu)->default_value(-1), "GPU index for this rank (default: local rank)")
       ("ctx-size,c", po::value(&o.ctx_size)->default_value(0), "context size in tokens (0: min(model max, 4096))")
-      ("batch-size,b", po::value(&o.batch_size)->default_value(512), "prompt tokens per forward pass")
+      ("batch-size,b", po::value(&o.batch_size)->default_value(2048), "prompt tokens per forward pass")
       ("no-cuda-graphs", po::bool_switch(&no_cuda_graphs), "run decode steps kernel by kernel instead of replaying "
                                                           "them as CUDA graphs (also: LLAMA_TP_NO_GRAPHS=1)")
       ("quant", po::value(&o.quant)->default_value("auto"), "linear-layer weights: none | int8 (weight-only, quantized at load "

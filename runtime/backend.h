@@ -75,11 +75,11 @@ class Backend {
   virtual void argmax(Tensor& ids, Tensor& values, const Tensor& logits) = 0;
 
   // ---- Fused ops. The defaults compose the unfused ops; that composition is the reference ----
-  // x += residual, then out = rmsnorm(x) * weight. out must not alias x or residual.
-  virtual void add_rmsnorm(Tensor& out, Tensor& x, const Tensor& residual, const Tensor& weight, float eps) {
-    add(x, residual);
-    rmsnorm(out, x, weight, eps);
-  }
+  // (add_rmsnorm has none: each backend writes x_out on its own stream.)
+  // x_out = x + delta (x_out may alias x), then out = rmsnorm(x_out) * weight. out must not alias
+  // x, delta or x_out.
+  virtual void add_rmsnorm(Tensor& out, Tensor& x_out, const Tensor& x, const Tensor& delta, const Tensor& weight,
+                           float eps) = 0;
   // out[T, F] = silu(x · gateᵀ) * (x · upᵀ) with w13 rows [gate(F) | up(F)]: linear into
   // gate_up ([T, 2F], scratch), then swiglu. A backend may leave the scratch unused.
   virtual void linear_swiglu(Tensor& out, Tensor& gate_up, const Tensor& x, const Tensor& w13) {
@@ -92,6 +92,27 @@ class Backend {
     rope_qk(qkv, shape, pos0, inv_freq);
     kv_append(k_cache, v_cache, qkv, shape, pos0);
   }
+
+  // ---- A pre-norm sublayer's input fused into its first linear layer ----
+  // The residual stream x ([T, dim]) enters a sublayer: when delta is defined (the previous
+  // sublayer's output) x_out = x + delta is the new stream; the sublayer's first linear layer
+  // takes rmsnorm(stream) * weight. h ([T, dim]) is scratch for a backend that writes the
+  // normalized rows out. x_out must not alias x (a fused kernel reads x while writing x_out).
+  struct NormedInput {
+    const Tensor& x;
+    const Tensor& delta;  // undefined: x is the stream as is, x_out is not written
+    Tensor& x_out;
+    const Tensor& weight;
+    float eps;
+    Tensor& h;
+  };
+  // out = linear(normed input, w)
+  virtual void norm_linear(Tensor& out, const NormedInput& in, const LinearWeight& w);
+  // out = silu(gate) * up of the normed input (linear_swiglu)
+  virtual void norm_linear_swiglu(Tensor& out, Tensor& gate_up, const NormedInput& in, const LinearWeight& w13);
+  // qkv = linear(normed input, wqkv), then rope_kv_append
+  virtual void norm_linear_rope_kv(Tensor& qkv, Tensor& k_cache, Tensor& v_cache, const AttentionShape& shape,
+                                   int pos0, const Tensor& inv_freq, const NormedInput& in, const LinearWeight& wqkv);
 
   // ---- The step slot: token id and position of a one-token step, in device memory ----
   // Queues the update of the slot (stream-ordered; the host does not wait). Ops then read the

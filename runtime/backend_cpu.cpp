@@ -70,15 +70,18 @@ class CpuBackend final : public Backend {
                         int(w.dim(0)), int(w.dim(1)));
   }
 
-  void add_rmsnorm(Tensor& out, Tensor& x, const Tensor& residual, const Tensor& weight, float eps) override {
+  void add_rmsnorm(Tensor& out, Tensor& x_out, const Tensor& x, const Tensor& delta, const Tensor& weight,
+                   float eps) override {
     expect_f32_cpu(x, "add_rmsnorm input");
-    expect_f32_cpu(residual, "add_rmsnorm residual");
-    LLAMA_TP_CHECK(x.numel() == residual.numel() && out.numel() == x.numel() && out.raw() != x.raw(),
-                   "add_rmsnorm: x ", x.shape_string(), ", residual ", residual.shape_string(), ", out ",
-                   out.shape_string(), " disagree (or out aliases x)");
+    expect_f32_cpu(delta, "add_rmsnorm delta");
+    expect_f32_cpu(x_out, "add_rmsnorm x_out");
+    LLAMA_TP_CHECK(x.numel() == delta.numel() && out.numel() == x.numel() && x_out.numel() == x.numel() &&
+                       out.raw() != x.raw() && out.raw() != x_out.raw() && out.raw() != delta.raw(),
+                   "add_rmsnorm: x ", x.shape_string(), ", delta ", delta.shape_string(), ", x_out ",
+                   x_out.shape_string(), ", out ", out.shape_string(), " disagree (or out aliases an input)");
     int dim = int(x.dim(-1));
-    kernels::add_rmsnorm_cpu(out.data<float>(), x.data<float>(), residual.data<float>(), weight.data<float>(),
-                             int(x.numel() / dim), dim, eps);
+    kernels::add_rmsnorm_cpu(out.data<float>(), x_out.data<float>(), x.data<float>(), delta.data<float>(),
+                             weight.data<float>(), int(x.numel() / dim), dim, eps);
   }
 
   void linear(Tensor& out, const Tensor& x, const LinearWeight& w) override {

@@ -9,6 +9,7 @@
 #include "kernels/common_cuda.h"
 #include "kernels/convert_cuda.h"
 #include "kernels/embedding_cuda.h"
+#include "kernels/gemv_cuda.h"
 #include "kernels/matmul_cuda.h"
 #include "kernels/rmsnorm_cuda.h"
 #include "kernels/rope_cuda.h"
@@ -168,17 +169,109 @@ void CudaBackend::rmsnorm(Tensor& out, const Tensor& x, const Tensor& weight, fl
                         int(x.dim(-1)), eps, stream_);
 }
 
-void CudaBackend::add_rmsnorm(Tensor& out, Tensor& x, const Tensor& residual, const Tensor& weight, float eps) {
+void CudaBackend::add_rmsnorm(Tensor& out, Tensor& x_out, const Tensor& x, const Tensor& delta, const Tensor& weight,
+                              float eps) {
   expect(out, "add_rmsnorm", "out");
+  expect(x_out, "add_rmsnorm", "x_out");
   expect(x, "add_rmsnorm", "x");
-  expect(residual, "add_rmsnorm", "residual");
+  expect(delta, "add_rmsnorm", "delta");
   expect(weight, "add_rmsnorm", "weight", false);
-  LLAMA_TP_CHECK(out.numel() == x.numel() && residual.numel() == x.numel() && weight.numel() == x.dim(-1),
-                 "add_rmsnorm: x ", x.shape_string(), ", residual ", residual.shape_string(), ", weight ",
+  LLAMA_TP_CHECK(out.numel() == x.numel() && delta.numel() == x.numel() && x_out.numel() == x.numel() &&
+                     weight.numel() == x.dim(-1),
+                 "add_rmsnorm: x ", x.shape_string(), ", delta ", delta.shape_string(), ", weight ",
                  weight.shape_string(), ", out ", out.shape_string(), " disagree");
-  LLAMA_TP_CHECK(out.raw() != x.raw(), "add_rmsnorm: out must not alias x");
-  kernels::add_rmsnorm_cuda(out.data<float>(), x.data<float>(), residual.data<float>(), weight.raw(),
+  LLAMA_TP_CHECK(out.raw() != x.raw() && out.raw() != x_out.raw() && out.raw() != delta.raw(),
+                 "add_rmsnorm: out must not alias an input");
+  kernels::add_rmsnorm_cuda(out.data<float>(), x_out.data<float>(), x.data<float>(), delta.data<float>(), weight.raw(),
                             weight.dtype(), rows_of(x), int(x.dim(-1)), eps, stream_);
+}
+
+bool CudaBackend::fused_gemv_input(const NormedInput& in, const LinearWeight& w, const char* op,
+                                   kernels::GemvInput& g) {
+  if (rows_of(in.x) != 1 || !kernels::gemv_stages_input(int(in.x.dim(-1)))) return false;
+  expect(in.x, op, "x");
+  expect(in.weight, op, "norm weight", false);
+  expect(w.values, op, "weight", false);
+  const int64_t dim = in.x.dim(-1);
+  LLAMA_TP_CHECK(in.weight.numel() == dim && w.ndim() == 2 && w.dim(1) == dim, op, ": x ", in.x.shape_string(),
+                 ", norm ", in.weight.shape_string(), " and weight ", w.shape_string(), " disagree");
+  g.x = in.x.data<float>();
+  if (in.delta.defined()) {
+    expect(in.delta, op, "delta");
+    expect(in.x_out, op, "x_out");
+    LLAMA_TP_CHECK(in.delta.numel() == dim && in.x_out.numel() == dim && in.x_out.raw() != in.x.raw() &&
+                       in.x_out.raw() != in.delta.raw(),
+                   op, ": delta ", in.delta.shape_string(), " or x_out ", in.x_out.shape_string(),
+                   " does not fit x (or x_out aliases an input)");
+    g.delta = in.delta.data<float>();
+    g.x_out = in.x_out.data<float>();
+  }
+  g.norm = in.weight.raw();
+  g.norm_dtype = in.weight.dtype();
+  g.eps = in.eps;
+  if (w.quantized()) {
+    expect(w.scales, op, "int8 scales");
+    LLAMA_TP_CHECK(w.dtype() == DType::I8 && w.scales.numel() == w.dim(0) * quant_groups(w.dim(1), w.group), op,
+                   ": int8 weight ", w.shape_string(), " and scales ", w.scales.shape_string(), " disagree");
+  }
+  return true;
+}
+
+namespace {
+kernels::GemvWeight gemv_weight(const LinearWeight& w) {
+  if (w.quantized()) return {w.values.raw(), DType::I8, w.scales.data<float>(), w.group};
+  return {w.values.raw(), w.dtype()};
+}
+}  // namespace
+
+void CudaBackend::norm_linear(Tensor& out, const NormedInput& in, const LinearWeight& w) {
+  kernels::GemvInput g;
+  if (!fused_gemv_input(in, w, "norm_linear", g)) return Backend::norm_linear(out, in, w);
+  expect(out, "norm_linear", "out");
+  LLAMA_TP_CHECK(out.numel() == w.dim(0), "norm_linear: out ", out.shape_string(), " does not fit weight ",
+                 w.shape_string());
+  kernels::gemv_cuda(out.data<float>(), g, gemv_weight(w), int(w.dim(0)), int(w.dim(1)), kernels::GemvEpilogue::Store,
+                     nullptr, stream_);
+}
+
+void CudaBackend::norm_linear_swiglu(Tensor& out, Tensor& gate_up, const NormedInput& in, const LinearWeight& w13) {
+  kernels::GemvInput g;
+  if (!fused_gemv_input(in, w13, "norm_linear_swiglu", g)) return Backend::norm_linear_swiglu(out, gate_up, in, w13);
+  expect(out, "norm_linear_swiglu", "out");
+  LLAMA_TP_CHECK(w13.dim(0) == 2 * out.numel(), "norm_linear_swiglu: out ", out.shape_string(), " does not fit w13 ",
+                 w13.shape_string());
+  kernels::gemv_cuda(out.data<float>(), g, gemv_weight(w13), int(out.numel()), int(w13.dim(1)),
+                     kernels::GemvEpilogue::Swiglu, nullptr, stream_);
+}
+
+void CudaBackend::norm_linear_rope_kv(Tensor& qkv, Tensor& k_cache, Tensor& v_cache, const AttentionShape& shape,
+                                      int pos0, const Tensor& inv_freq, const NormedInput& in,
+                                      const LinearWeight& wqkv) {
+  kernels::GemvInput g;
+  if (!fused_gemv_input(in, wqkv, "norm_linear_rope_kv", g))
+    return Backend::norm_linear_rope_kv(qkv, k_cache, v_cache, shape, pos0, inv_freq, in, wqkv);
+  const char* op = "norm_linear_rope_kv";
+  expect(qkv, op, "qkv");
+  expect(k_cache, op, "k_cache", false);
+  expect(v_cache, op, "v_cache", false);
+  const int64_t cache_numel = int64_t(shape.n_kv_heads) * shape.max_seq * shape.head_dim;
+  LLAMA_TP_CHECK(k_cache.numel() == cache_numel && v_cache.numel() == cache_numel &&
+                     k_cache.dtype() == v_cache.dtype() && qkv.numel() == shape.qkv_width() &&
+                     wqkv.dim(0) == shape.qkv_width() && shape.head_dim % 2 == 0,
+                 op, ": caches ", k_cache.shape_string(), ", qkv ", qkv.shape_string(), " or weight ",
+                 wqkv.shape_string(), " do not match the attention shape");
+  kernels::GemvRope r;
+  r.k_cache = k_cache.raw();
+  r.v_cache = v_cache.raw();
+  r.cache_dtype = k_cache.dtype();
+  r.n_heads = shape.n_heads, r.n_kv_heads = shape.n_kv_heads, r.head_dim = shape.head_dim, r.max_seq = shape.max_seq;
+  r.pos_dev = step_position(pos0, 1, op);
+  LLAMA_TP_CHECK(r.pos_dev || (pos0 >= 0 && pos0 < shape.max_seq), op, ": position ", pos0,
+                 " does not fit the KV cache of ", shape.max_seq, " positions (raise --ctx-size)");
+  r.pos0 = r.pos_dev ? 0 : pos0;
+  r.inv_freq = device_inv_freq(inv_freq, shape, op);
+  kernels::gemv_cuda(qkv.data<float>(), g, gemv_weight(wqkv), int(wqkv.dim(0)), int(wqkv.dim(1)),
+                     kernels::GemvEpilogue::RopeKv, &r, stream_);
 }
 
 void CudaBackend::linear(Tensor& out, const Tensor& x, const Tensor& w) { linear_with(out, x, w, LinearAlgo::Auto); }

@@ -15,6 +15,9 @@ struct CUevent_st;      // cudaEvent_t is CUevent_st*
 struct cublasContext;   // cublasHandle_t is cublasContext*
 
 namespace llama_tp {
+namespace kernels {
+struct GemvInput;
+}  // namespace kernels
 
 class CudaBackend : public Backend {
  public:
@@ -52,7 +55,14 @@ class CudaBackend : public Backend {
   void argmax(Tensor& ids, Tensor& values, const Tensor& logits) override;
   // Fused: one kernel each (linear_swiglu for one token; more go through cuBLAS and swiglu).
   void linear_swiglu(Tensor& out, Tensor& gate_up, const Tensor& x, const Tensor& w13) override;
-  void add_rmsnorm(Tensor& out, Tensor& x, const Tensor& residual, const Tensor& weight, float eps) override;
+  void add_rmsnorm(Tensor& out, Tensor& x_out, const Tensor& x, const Tensor& delta, const Tensor& weight,
+                   float eps) override;
+  // One token: one kernel each (kernels/gemv_cuda.h: norm in front, SwiGLU or RoPE + KV write
+  // behind); more tokens, or rows too long to stage, compose the unfused ops.
+  void norm_linear(Tensor& out, const NormedInput& in, const LinearWeight& w) override;
+  void norm_linear_swiglu(Tensor& out, Tensor& gate_up, const NormedInput& in, const LinearWeight& w13) override;
+  void norm_linear_rope_kv(Tensor& qkv, Tensor& k_cache, Tensor& v_cache, const AttentionShape& shape, int pos0,
+                           const Tensor& inv_freq, const NormedInput& in, const LinearWeight& wqkv) override;
   void rope_kv_append(Tensor& qkv, Tensor& k_cache, Tensor& v_cache, const AttentionShape& shape, int pos0,
                       const Tensor& inv_freq) override;
 
@@ -95,6 +105,8 @@ class CudaBackend : public Backend {
   // The device int an op reads its position from (pos0 == kStepPos), else nullptr.
   const int32_t* step_position(int pos0, int n_tokens, const char* op) const;
   const float* device_inv_freq(const Tensor& inv_freq, const AttentionShape& shape, const char* op);
+  // The fused GEMV's input for a NormedInput of one token (false: take the unfused path).
+  bool fused_gemv_input(const NormedInput& in, const LinearWeight& w, const char* op, kernels::GemvInput& g);
 
   DType compute_dtype_;
   DType kv_dtype_;

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "kernels/convert_cuda.h"
+#include "kernels/gemv_cuda.h"
 #include "kernels/matmul_int8_cuda.h"
 #include "kernels/quantize_cuda.h"
 #include "runtime/backend_cuda.h"

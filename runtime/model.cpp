@@ -133,15 +133,25 @@ void Model::ensure_buffers(int n) {
   warm_ = {};
   const int64_t dim = config_.dim;
   ids_ = backend_.alloc({n}, DType::I32);
-  x_ = backend_.alloc({n, dim}, DType::F32);
+  stream_[0] = backend_.alloc({n, dim}, DType::F32);
+  stream_[1] = backend_.alloc({n, dim}, DType::F32);
   h_ = backend_.alloc({n, dim}, DType::F32);
   proj_ = backend_.alloc({n, dim}, DType::F32);
   qkv_ = backend_.alloc({n, attn_.qkv_width()}, DType::F32);
   att_ = backend_.alloc({n, int64_t(attn_.n_heads) * attn_.head_dim}, DType::F32);
   gate_up_ = backend_.alloc({n, 2 * plan_.ffn.count}, DType::F32);
   ffn_ = backend_.alloc({n, plan_.ffn.count}, DType::F32);
-  logits_ = backend_.alloc({n, plan_.vocab.count}, DType::F32);
+  if (!logits_.defined()) logits_ = backend_.alloc({1, plan_.vocab.count}, DType::F32);
   buffer_tokens_ = n;
+}
+
+void Model::ensure_logits(int rows) {
+  // One row unless every position's logits are asked for: a 2048-token chunk of a 128k
+  // vocabulary would otherwise hold 1 GiB that generation never uses.
+  if (logits_.defined() && logits_.dim(0) >= rows) return;
+  graphs_ = {};  // they use the old buffer
+  warm_ = {};
+  logits_ = backend_.alloc({rows, plan_.vocab.count}, DType::F32);
 }
 
 void Model::all_reduce(Tensor& t) {
@@ -153,42 +163,41 @@ void Model::all_reduce(Tensor& t) {
 }
 
 void Model::run_layers(const Tensor& ids, int n, int pos0) {
-  Tensor x = x_.rows(0, n), h = h_.rows(0, n), proj = proj_.rows(0, n);
+  Tensor stream[2] = {stream_[0].rows(0, n), stream_[1].rows(0, n)};
+  Tensor h = h_.rows(0, n), proj = proj_.rows(0, n);
   Tensor qkv = qkv_.rows(0, n), att = att_.rows(0, n), gate_up = gate_up_.rows(0, n), ffn = ffn_.rows(0, n);
   const float eps = config_.norm_eps;
-  const int n_layers = config_.n_layers;
-  // Every residual add is fused with the norm that follows it: the next layer's attention norm,
-  // after the last layer the final norm.
-  auto norm_after = [&](int l) -> const Tensor& {
-    return l + 1 < n_layers ? weights_.layers[l + 1].attn_norm : weights_.final_norm;
-  };
-
-  backend_.embedding(x, weights_.embedding, ids);
-  backend_.rmsnorm(h, x, norm_after(-1), eps);
-  for (int l = 0; l < n_layers; ++l) {
+  const Tensor none;
+  // Each sublayer's pre-norm, with the residual add of the previous sublayer's output in front
+  // of it, is fused into the sublayer's first linear layer (Backend::NormedInput); the stream
+  // moves to the other buffer at each add.
+  int cur = 0;
+  const Tensor* delta = &none;  // the layer 0 input has nothing to add
+  backend_.embedding(stream[0], weights_.embedding, ids);
+  for (int l = 0; l < config_.n_layers; ++l) {
     LayerWeights& L = weights_.layers[l];
-    backend_.linear(qkv, h, L.wqkv);
-    backend_.rope_kv_append(qkv, kv_.k(l), kv_.v(l), attn_, pos0, inv_freq_);
+    const Backend::NormedInput attn_in{stream[cur], *delta, stream[cur ^ 1], L.attn_norm, eps, h};
+    backend_.norm_linear_rope_kv(qkv, kv_.k(l), kv_.v(l), attn_, pos0, inv_freq_, attn_in, L.wqkv);
+    if (delta->defined()) cur ^= 1;
     backend_.attention(att, qkv, kv_.k(l), kv_.v(l), attn_, pos0);
     backend_.linear(proj, att, L.wo);
     all_reduce(proj);
-    backend_.add_rmsnorm(h, x, proj, L.ffn_norm, eps);
 
-    if (L.w13.quantized()) {  // the fused gate/up GEMV + SwiGLU reads float weights only
-      backend_.linear(gate_up, h, L.w13);
-      backend_.swiglu(ffn, gate_up);
-    } else {
-      backend_.linear_swiglu(ffn, gate_up, h, L.w13.values);
-    }
+    const Backend::NormedInput mlp_in{stream[cur], proj, stream[cur ^ 1], L.ffn_norm, eps, h};
+    backend_.norm_linear_swiglu(ffn, gate_up, mlp_in, L.w13);
+    cur ^= 1;
     backend_.linear(proj, ffn, L.w2);
     all_reduce(proj);
-    backend_.add_rmsnorm(h, x, proj, norm_after(l), eps);
+    delta = &proj;
   }
+  current_ = cur;
 }
 
 void Model::run_head(int first, int rows, StepOutput out) {
-  Tensor h = h_.rows(first, rows), logits = logits_.rows(0, rows);
-  backend_.linear(logits, h, weights_.lm_head);
+  // The last residual add and the final norm, fused into lm_head.
+  Tensor x = stream_[current_].rows(first, rows), x_out = stream_[current_ ^ 1].rows(first, rows);
+  Tensor delta = proj_.rows(first, rows), h = h_.rows(first, rows), logits = logits_.rows(0, rows);
+  backend_.norm_linear(logits, {x, delta, x_out, weights_.final_norm, config_.norm_eps, h}, weights_.lm_head);
   if (out == StepOutput::Argmax) {
     Tensor ids = best_.rows(0, 1);
     Tensor value = Tensor::view(best_.data<int32_t>() + 1, {1}, DType::F32, best_.device());
@@ -205,6 +214,7 @@ int Model::run_chunks(const int32_t* tokens, int n_tokens, int pos0, std::vector
     ids.copy_from(Tensor::view(const_cast<int32_t*>(tokens + done), {n}, DType::I32));
     run_layers(ids, n, pos0 + done);
     if (all_logits) {
+      ensure_logits(n);
       run_head(0, n, StepOutput::Logits);
       const float* p = static_cast<const float*>(backend_.download(logits_.rows(0, n)));
       finish_step();

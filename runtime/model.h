@@ -86,6 +86,8 @@ class Model {
   enum class StepOutput { Logits = 0, Argmax = 1 };  // what a one-token step leaves on the device
 
   void ensure_buffers(int n_tokens);
+  // logits_ with at least `rows` rows (it has one until all-position logits are asked for).
+  void ensure_logits(int rows);
   // Embedding and every layer for n tokens (ids on the device) at pos0 (or kStepPos); leaves the
   // final-normed rows in h_.
   void run_layers(const Tensor& ids, int n, int pos0);
@@ -115,7 +117,10 @@ class Model {
 
   // Activation buffers for up to buffer_tokens_ tokens.
   int buffer_tokens_ = 0;
-  Tensor ids_, x_, h_, qkv_, att_, proj_, gate_up_, ffn_, logits_;
+  // The residual stream alternates between stream_[0] and stream_[1] (a fused kernel reads one
+  // while writing the other); after run_layers it is stream_[current_] + proj_.
+  Tensor ids_, stream_[2], h_, qkv_, att_, proj_, gate_up_, ffn_, logits_;
+  int current_ = 0;
   Tensor best_;  // i32 [2]: argmax id, then the f32 bits of its logit (one 8-byte download)
 
   // Decode-step graphs, one per StepOutput; a step runs once without recording first (so that

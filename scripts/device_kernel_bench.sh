@@ -18,7 +18,9 @@ cat >"$dir/kernel_bench.cu" <<'CU'
 #include <cublas_v2.h>
 #include "kernels/attention_cuda.h"
 #include "kernels/convert_cuda.h"
+#include "kernels/gemv_cuda.h"
 #include "kernels/matmul_cuda.h"
+#include "kernels/matmul_int8_cuda.h"
 #include "kernels/rmsnorm_cuda.h"
 #include "kernels/swiglu_cuda.h"
 #include "runtime/cuda_check.h"
@@ -55,22 +57,30 @@ int main() {
   const DType bf = DType::BF16;
   // ---- batch-1 linear: weights rotate among 4 copies so L2 (50 MB) cannot hold them
   struct Lin { const char* name; int n, k; };
-  printf("\n%-22s %10s %10s %10s %10s\n", "linear bf16 (n x k)", "gemv us", "GB/s", "cublas us", "GB/s");
+  printf("\n%-22s %9s %7s %9s %7s %9s %7s %9s %7s\n", "linear (n x k)", "bf16 us", "GB/s", "x20 us", "GB/s",
+         "int8 us", "GB/s", "x20 us", "GB/s");
   for (Lin l : {Lin{"qkv 6144x4096", 6144, 4096}, Lin{"o 4096x4096", 4096, 4096}, Lin{"gate_up 28672x4096", 28672, 4096},
-                Lin{"down 4096x14336", 4096, 14336}, Lin{"lm_head 128256x4096", 128256, 4096}, Lin{"1b qkv 3072x2048", 3072, 2048}}) {
+                Lin{"down 4096x14336", 4096, 14336}, Lin{"lm_head 128256x4096", 128256, 4096}, Lin{"1b qkv 3072x2048", 3072, 2048},
+                Lin{"1b down 2048x8192", 2048, 8192}}) {
     const int copies = 4;
-    std::vector<void*> w(copies);
-    for (int c = 0; c < copies; ++c) w[c] = random_dev(size_t(l.n) * l.k, bf, 7 + c);
+    std::vector<void*> w(copies), q(copies), s(copies);
+    for (int c = 0; c < copies; ++c) {
+      w[c] = random_dev(size_t(l.n) * l.k, bf, 7 + c);
+      q[c] = random_dev(size_t(l.n) * l.k / 2, bf, 17 + c);  // any bytes are int8 values
+      s[c] = random_dev(size_t(l.n) * (l.k / 128), DType::F32, 27 + c);
+    }
     float* x = (float*)random_dev(l.k, DType::F32, 3);
-    void* xb = random_dev(l.k, bf, 3);
     float* out; CUDA_CHECK(cudaMalloc(&out, size_t(l.n) * 4));
     int i = 0;
-    float g = time_us([&] { gemv_cuda(out, x, w[i++ % copies], bf, l.n, l.k, 0); });
-    float c = time_us([&] { gemm_cublas(h, out, xb, w[i++ % copies], bf, 1, l.n, l.k); });
-    const double bytes = double(l.n) * l.k * 2;
-    printf("%-22s %10.1f %10.0f %10.1f %10.0f\n", l.name, g, bytes / g / 1e3, c, bytes / c / 1e3);
-    for (void* p : w) cudaFree(p);
-    cudaFree(x); cudaFree(xb); cudaFree(out);
+    auto bf_call = [&] { gemv_cuda(out, x, w[i++ % copies], bf, l.n, l.k, 0); };
+    auto i8_call = [&] { int c = i++ % copies; gemv_int8_cuda(out, x, (const int8_t*)q[c], (const float*)s[c], l.n, l.k, 128, 0); };
+    const float g = time_us(bf_call), g20 = time_us([&] { for (int r = 0; r < 20; ++r) bf_call(); }) / 20;
+    const float q1 = time_us(i8_call), q20 = time_us([&] { for (int r = 0; r < 20; ++r) i8_call(); }) / 20;
+    const double bytes = double(l.n) * l.k * 2, qbytes = double(l.n) * l.k * (1 + 4.0 / 128);
+    printf("%-22s %9.1f %7.0f %9.1f %7.0f %9.1f %7.0f %9.1f %7.0f\n", l.name, g, bytes / g / 1e3, g20, bytes / g20 / 1e3,
+           q1, qbytes / q1 / 1e3, q20, qbytes / q20 / 1e3);
+    for (int c = 0; c < copies; ++c) cudaFree(w[c]), cudaFree(q[c]), cudaFree(s[c]);
+    cudaFree(x); cudaFree(out);
   }
   // ---- attention, Llama-3-8B heads (32 q / 8 kv, head_dim 128), bf16 cache
   printf("\n%-28s %10s %12s\n", "attention bf16 32/8x128", "us", "KV GB/s");
@@ -102,7 +112,7 @@ int main() {
 }
 CU
 root=$(cd "$(dirname "$0")/.." && pwd)
-nvcc -std=c++17 -O3 -arch=sm_90 --expt-relaxed-constexpr -I"$root" -o "$dir/kernel_bench" "$dir/kernel_bench.cu" \
-  "$root/kernels/matmul.cu" "$root/kernels/attention.cu" "$root/kernels/convert.cu" "$root/kernels/rmsnorm.cu" "$root/kernels/swiglu.cu" \
+nvcc -std=c++20 -O3 -arch=sm_90 --expt-relaxed-constexpr -I"$root" -o "$dir/kernel_bench" "$dir/kernel_bench.cu" \
+  "$root/kernels/matmul.cu" "$root/kernels/gemv.cu" "$root/kernels/attention.cu" "$root/kernels/convert.cu" "$root/kernels/rmsnorm.cu" "$root/kernels/swiglu.cu" \
   "$root/runtime/dtype.cpp" -lcublas
 echo "built $dir/kernel_bench"

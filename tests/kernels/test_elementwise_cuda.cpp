@@ -92,21 +92,25 @@ TEST_P(CudaOps, AddRmsnormFusesResidual) {
   SKIP_WITHOUT_GPU();
   const DType dt = GetParam();
   CudaBackend be(dt, 0);
-  for (auto [rows, dim] : {std::pair{1, 4096}, std::pair{7, 1001}, std::pair{300, 37}}) {
-    const auto x = random_floats(size_t(rows) * dim, fresh_seed(), -2.f, 2.f);
-    const auto r = random_floats(x.size(), fresh_seed(), -2.f, 2.f);
-    const auto w = random_floats(dim, fresh_seed(), 0.5f, 1.5f);
-    Tensor x_dev = device_floats(x, {rows, dim});
-    Tensor out = poisoned(be, {rows, dim});
-    be.add_rmsnorm(out, x_dev, device_floats(r, {rows, dim}), be.upload_weight(Tensor::from_floats(w, {dim})), 1e-6f);
-    std::vector<float> sum(x.size()), ref(x.size());
-    for (size_t i = 0; i < x.size(); ++i) sum[i] = x[i] + r[i];
-    const auto w_r = rounded(w, dt);
-    kernels::rmsnorm_cpu(ref.data(), sum.data(), w_r.data(), rows, dim, 1e-6f);
-    const auto got_x = x_dev.to_floats(), got = out.to_floats();
-    EXPECT_EQ(test::max_abs_diff(got_x.data(), sum.data(), sum.size()), 0.0);
-    EXPECT_LT(rel_error(got.data(), ref.data(), ref.size()), 1e-5) << rows << "x" << dim;
-  }
+  for (auto [rows, dim] : {std::pair{1, 4096}, std::pair{7, 1001}, std::pair{300, 37}})
+    for (bool in_place : {true, false}) {
+      const auto x = random_floats(size_t(rows) * dim, fresh_seed(), -2.f, 2.f);
+      const auto r = random_floats(x.size(), fresh_seed(), -2.f, 2.f);
+      const auto w = random_floats(dim, fresh_seed(), 0.5f, 1.5f);
+      Tensor x_dev = device_floats(x, {rows, dim});
+      Tensor x_out = in_place ? x_dev : poisoned(be, {rows, dim});
+      Tensor out = poisoned(be, {rows, dim});
+      be.add_rmsnorm(out, x_out, x_dev, device_floats(r, {rows, dim}), be.upload_weight(Tensor::from_floats(w, {dim})),
+                     1e-6f);
+      std::vector<float> sum(x.size()), ref(x.size());
+      for (size_t i = 0; i < x.size(); ++i) sum[i] = x[i] + r[i];
+      const auto w_r = rounded(w, dt);
+      kernels::rmsnorm_cpu(ref.data(), sum.data(), w_r.data(), rows, dim, 1e-6f);
+      const auto got_x = x_out.to_floats(), got = out.to_floats();
+      EXPECT_EQ(test::max_abs_diff(got_x.data(), sum.data(), sum.size()), 0.0);
+      EXPECT_LT(rel_error(got.data(), ref.data(), ref.size()), 1e-5) << rows << "x" << dim;
+      if (!in_place) EXPECT_EQ(x_dev.to_floats(), x) << "x must stay as it was";
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaOps, ::testing::Values(DType::F32, DType::BF16, DType::F16), dtype_param_name);

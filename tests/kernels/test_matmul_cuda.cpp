@@ -7,6 +7,7 @@
 #include <random>
 
 #include "kernels/matmul.h"
+#include "kernels/gemv_cuda.h"
 #include "kernels/matmul_cuda.h"
 #include "kernels/swiglu.h"
 #include "runtime/backend_cuda.h"

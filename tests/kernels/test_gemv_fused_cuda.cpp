@@ -1,0 +1,160 @@
+// The fused one-token kernels (kernels/gemv_cuda.h through CudaBackend::norm_linear*) against the
+// unfused composition on the same backend (Backend's defaults: add_rmsnorm, then the linear
+// layer, then swiglu or rope_kv_append; each of those is tested against the CPU elsewhere), for
+// float and int8 weights, shapes that take the 16-byte and the scalar paths, with and without
+// the residual add.
+#ifdef LLAMA_TP_CUDA
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "runtime/backend_cuda.h"
+#include "test_util.h"
+
+namespace llama_tp {
+namespace {
+
+using test::fresh_seed;
+using test::random_floats;
+using test::rel_error;
+
+Tensor device(const std::vector<float>& v, std::vector<int64_t> shape) {
+  return Tensor::from_floats(v, std::move(shape)).to(Device::CUDA);
+}
+
+// NaN-filled device buffer: a value the kernel should have written and did not stays NaN.
+Tensor poisoned(CudaBackend& be, std::vector<int64_t> shape, DType dt = DType::F32) {
+  Tensor t = be.alloc(std::move(shape), dt);
+  EXPECT_EQ(cudaMemset(t.raw(), 0xff, t.nbytes()), cudaSuccess);
+  return t;
+}
+
+struct Param {
+  DType dtype;
+  int group;  // -1: float weights; 0: int8 per row; else int8 groups
+};
+
+class CudaFusedGemv : public ::testing::TestWithParam<Param> {
+ protected:
+  QuantSpec quant() const {
+    return GetParam().group < 0 ? QuantSpec::none() : QuantSpec::int8_groups(GetParam().group);
+  }
+  LinearWeight weight(CudaBackend& be, int n, int k) {
+    return be.upload_linear(Tensor::from_floats(random_floats(size_t(n) * k, fresh_seed()), {n, k}), quant());
+  }
+  Tensor norm(CudaBackend& be, int dim) {
+    return be.upload_weight(Tensor::from_floats(random_floats(dim, fresh_seed(), 0.5f, 1.5f), {dim}));
+  }
+};
+
+constexpr float kEps = 1e-5f;
+
+TEST_P(CudaFusedGemv, NormLinearMatchesUnfused) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  CudaBackend be(GetParam().dtype, 0);
+  struct Shape { int n, dim; };
+  for (Shape s : {Shape{1, 64}, Shape{7, 1001}, Shape{4099, 4096}, Shape{130, 16}, Shape{64, 14336}})
+    for (bool with_delta : {false, true}) {
+      const std::string at = std::to_string(s.n) + "x" + std::to_string(s.dim) + (with_delta ? " +delta" : "");
+      const LinearWeight w = weight(be, s.n, s.dim);
+      const Tensor g = norm(be, s.dim);
+      const Tensor x = device(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
+      const Tensor delta = with_delta ? device(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim}) : Tensor();
+      Tensor out[2], x_out[2];
+      for (int fused : {0, 1}) {
+        out[fused] = poisoned(be, {1, s.n});
+        x_out[fused] = poisoned(be, {1, s.dim});
+        Tensor h = poisoned(be, {1, s.dim});
+        const Backend::NormedInput in{x, delta, x_out[fused], g, kEps, h};
+        fused ? be.norm_linear(out[1], in, w) : be.Backend::norm_linear(out[0], in, w);
+      }
+      const auto want = out[0].to_floats(), got = out[1].to_floats();
+      EXPECT_LT(rel_error(got.data(), want.data(), want.size()), 1e-5) << at;
+      if (with_delta) EXPECT_EQ(x_out[1].to_floats(), x_out[0].to_floats()) << at;
+    }
+}
+
+TEST_P(CudaFusedGemv, NormLinearSwigluMatchesUnfused) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  CudaBackend be(GetParam().dtype, 0);
+  struct Shape { int ffn, dim; };
+  for (Shape s : {Shape{1, 64}, Shape{37, 1000}, Shape{3000, 2048}, Shape{172, 64}}) {
+    const std::string at = std::to_string(s.ffn) + "x" + std::to_string(s.dim);
+    const LinearWeight w13 = weight(be, 2 * s.ffn, s.dim);
+    const Tensor g = norm(be, s.dim);
+    const Tensor x = device(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
+    const Tensor delta = device(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
+    Tensor out[2];
+    for (int fused : {0, 1}) {
+      out[fused] = poisoned(be, {1, s.ffn});
+      Tensor x_out = poisoned(be, {1, s.dim}), h = poisoned(be, {1, s.dim}), gate_up = poisoned(be, {1, 2 * s.ffn});
+      const Backend::NormedInput in{x, delta, x_out, g, kEps, h};
+      fused ? be.norm_linear_swiglu(out[1], gate_up, in, w13) : be.Backend::norm_linear_swiglu(out[0], gate_up, in, w13);
+    }
+    const auto want = out[0].to_floats(), got = out[1].to_floats();
+    EXPECT_LT(rel_error(got.data(), want.data(), want.size()), 1e-5) << at;
+  }
+}
+
+TEST_P(CudaFusedGemv, NormLinearRopeKvMatchesUnfused) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  CudaBackend be(GetParam().dtype, 0);
+  struct Case { int n_heads, n_kv_heads, head_dim, dim, pos; bool step_slot; };
+  for (Case c : {Case{4, 2, 64, 256, 0, false}, Case{8, 2, 128, 1024, 37, false}, Case{3, 1, 96, 300, 4000, false},
+                 Case{32, 8, 128, 4096, 4097, true}, Case{5, 5, 2, 16, 3, true}}) {
+    const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.pos + 8};
+    const int width = shape.qkv_width();
+    const std::string at = std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + "x" +
+                           std::to_string(c.head_dim) + " at " + std::to_string(c.pos);
+    const LinearWeight w = weight(be, width, c.dim);
+    const Tensor g = norm(be, c.dim);
+    const Tensor x = device(random_floats(c.dim, fresh_seed(), -2.f, 2.f), {1, c.dim});
+    const Tensor delta = device(random_floats(c.dim, fresh_seed(), -2.f, 2.f), {1, c.dim});
+    std::vector<float> freq(c.head_dim / 2);
+    for (int i = 0; i < c.head_dim / 2; ++i) freq[i] = std::pow(500000.f, -2.f * i / c.head_dim);
+    const Tensor inv_freq = device(freq, {c.head_dim / 2});
+    if (c.step_slot) be.set_step(0, c.pos);
+    const int pos0 = c.step_slot ? kStepPos : c.pos;
+    Tensor qkv[2], k[2], v[2];
+    const int64_t cache = int64_t(c.n_kv_heads) * shape.max_seq * c.head_dim;
+    for (int fused : {0, 1}) {
+      qkv[fused] = poisoned(be, {1, width});
+      k[fused] = be.alloc({cache}, be.kv_dtype());
+      v[fused] = be.alloc({cache}, be.kv_dtype());
+      ASSERT_EQ(cudaMemset(k[fused].raw(), 0, k[fused].nbytes()), cudaSuccess);
+      ASSERT_EQ(cudaMemset(v[fused].raw(), 0, v[fused].nbytes()), cudaSuccess);
+      Tensor x_out = poisoned(be, {1, c.dim}), h = poisoned(be, {1, c.dim});
+      const Backend::NormedInput in{x, delta, x_out, g, kEps, h};
+      if (fused)
+        be.norm_linear_rope_kv(qkv[1], k[1], v[1], shape, pos0, inv_freq, in, w);
+      else
+        be.Backend::norm_linear_rope_kv(qkv[0], k[0], v[0], shape, pos0, inv_freq, in, w);
+    }
+    be.synchronize();
+    const auto want = qkv[0].to_floats(), got = qkv[1].to_floats();
+    EXPECT_LT(rel_error(got.data(), want.data(), want.size()), 1e-5) << at;
+    // The caches round to the KV dtype: an element whose f32 value differs in the last bits may
+    // round the other way, which the norm of the difference barely sees.
+    const double cache_tol = be.kv_dtype() == DType::F32 ? 1e-5 : 4e-3;
+    for (auto [a, b] : {std::pair{&k[0], &k[1]}, std::pair{&v[0], &v[1]}}) {
+      const auto ca = a->to_floats(), cb = b->to_floats();
+      EXPECT_LT(rel_error(cb.data(), ca.data(), ca.size()), cache_tol) << at;
+    }
+  }
+}
+
+std::string param_name(const ::testing::TestParamInfo<Param>& info) {
+  const std::string g = info.param.group < 0 ? "float" : info.param.group == 0 ? "int8_row" : "int8_g" +
+                                                                                  std::to_string(info.param.group);
+  return std::string(dtype_name(info.param.dtype)) + "_" + g;
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, CudaFusedGemv,
+                         ::testing::Values(Param{DType::F32, -1}, Param{DType::BF16, -1}, Param{DType::F16, -1},
+                                           Param{DType::BF16, 128}, Param{DType::F16, 0}, Param{DType::F32, 64}),
+                         param_name);
+
+}  // namespace
+}  // namespace llama_tp
+#endif  // LLAMA_TP_CUDA
