@@ -10,6 +10,10 @@
 // stories260K and on tiny-llama3; on tiny-llama2 and tiny-gqa-f32 top-1 agreement is asserted
 // at the positions that are not near ties, and tiny-gqa-f32 (f32, 4 layers, init range 0.3, the
 // most chaotic) gets mean cosine >= 0.995. The measured figures are printed.
+// tiny-llama3's 16/16 is itself partly luck: 4 of its 16 positions are near ties, and moving
+// every scale by 0.1-0.4% (or refitting scales by least squares, runtime/linear_weight.h) gives
+// 15/16. Scale search and groups of 32 were measured and do not reach the bar on tiny-llama2 and
+// tiny-gqa-f32 either, so these thresholds stay as they are.
 #include <gtest/gtest.h>
 
 #include <algorithm>
