@@ -227,9 +227,8 @@ __global__ void combine_kernel(float* out, const float* part_o, const float* par
 
 // ---- decode: one query token ----------------------------------------------------------------
 // Block (split, kv head) streams K and V of its kv head once for all `group` query heads that
-// share it. The keys are cut into chunks of 32 to 128 (shorter while the keys are few, to spread
-// them over more blocks); block `split` takes chunks split, split + S, ... (S = gridDim.x), so
-// the grid does not depend on the position. Per chunk: scores (a row group of `lanes` threads
+// share it. The keys are cut into chunks of 128 (decode_split); block `split` takes a run of
+// chunks, the grid (S = gridDim.x splits) does not depend on the position. Per chunk: scores (a row group of `lanes` threads
 // per key, each lane a 16-byte slice of the row, partial dots added with shuffles), softmax step
 // on the chunk (block-wide running max and sum), then p·V (each row group for its keys, each
 // lane for its slice of the dims). The last block of a kv head to finish combines the splits'
@@ -237,7 +236,6 @@ __global__ void combine_kernel(float* out, const float* part_o, const float* par
 
 constexpr int kDecThreads = 128;
 constexpr int kDecChunk = 128;     // most keys per softmax step
-constexpr int kDecMinChunk = 32;   // fewest
 constexpr int kDecMaxSplits = 256;
 
 struct DecodeParams {
@@ -255,10 +253,19 @@ struct DecodeParams {
                          // host position only, combine_kernel runs after)
 };
 
-// Keys per chunk: shorter while the keys are few, so that more blocks share them.
-__host__ __device__ inline int decode_chunk(int n_keys, int n_splits) {
-  const int even = cdiv(cdiv(n_keys, n_splits), kDecMinChunk) * kDecMinChunk;
-  return even < kDecMinChunk ? kDecMinChunk : even > kDecChunk ? kDecChunk : even;
+// How the keys of a decode call are cut: chunks of kDecChunk keys, one per split (a block's
+// steps are latency-bound, so more blocks beat longer runs); split s < n_used takes chunks
+// [s * per_split, (s + 1) * per_split), more than one only when the keys outnumber the grid.
+// With one split the block writes the output itself (no combine).
+struct DecodeSplit {
+  int n_chunks, per_split, n_used;
+};
+__host__ __device__ inline DecodeSplit decode_split(int n_keys, int n_splits) {
+  DecodeSplit d;
+  d.n_chunks = cdiv(n_keys, kDecChunk);
+  d.per_split = cdiv(d.n_chunks, n_splits);
+  d.n_used = cdiv(d.n_chunks, d.per_split);
+  return d;
 }
 
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
@@ -274,7 +281,8 @@ __global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodePar
   wait_for_previous_kernel();  // launched with programmatic dependent launch
   release_next_kernel();
   const int n_keys = (p.pos_dev ? *p.pos_dev : p.pos0) + 1;
-  const int chunk = decode_chunk(n_keys, S), n_chunks = cdiv(n_keys, chunk), n_used = min(S, n_chunks);
+  const DecodeSplit ds = decode_split(n_keys, S);
+  const int chunk = kDecChunk, n_used = ds.n_used;
   const int tid = threadIdx.x, lane = tid % L, rg = tid / L, warp = tid / 32, wlane = tid % 32;
   const int c0 = lane * V;
   const bool active = c0 < hd;  // lanes past head_dim (when hd / V is not a power of two) idle
@@ -301,7 +309,8 @@ __global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodePar
     }
   if (tid < kG) s_m[tid] = -INFINITY, s_l[tid] = 0.f;
 
-  for (int c = split; c < n_chunks; c += S) {
+  const int c_end = min(ds.n_chunks, (split + 1) * ds.per_split);
+  for (int c = split * ds.per_split; c < c_end; ++c) {
     const int j0 = c * chunk, nj = min(chunk, n_keys - j0);
     // Scores. Every thread runs the same rounds (the shuffles need the whole warp).
     for (int base = 0; base < nj; base += R * U) {
@@ -395,14 +404,15 @@ __global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodePar
 #pragma unroll
         for (int e = 0; e < V; ++e) s_o[(rg * kG + h) * hd + c0 + e] = acc[h][e];
   __syncthreads();
-  const bool split_k = S > 1, has_keys = split < n_chunks;
+  const bool split_k = n_used > 1, has_keys = split < n_used;
   for (int idx = tid; idx < g * hd; idx += kDecThreads) {
     const int h = idx / hd, d = idx % hd;
     const size_t row = size_t(kvh) * g + h;
     float o = 0.f;
     for (int r = 0; r < R; ++r) o += s_o[(r * kG + h) * hd + d];
+    if (!has_keys) break;
     if (!split_k) p.out[row * hd + d] = o / s_l[h];
-    else if (has_keys) p.part_o[(size_t(split) * p.n_heads + row) * hd + d] = o;
+    else p.part_o[(size_t(split) * p.n_heads + row) * hd + d] = o;
   }
   if (!split_k) return;
   if (has_keys && tid < g) {
@@ -492,7 +502,7 @@ DecodePlan decode_plan(const AttentionArgs& a) {
   // Enough blocks to fill the GPU at any position the launch may see: with the position on the
   // device that is the whole cache.
   const int max_keys = a.pos_dev ? a.max_seq : a.pos0 + 1;
-  const int max_splits = std::min(cdiv(max_keys, kDecMinChunk), kDecMaxSplits);
+  const int max_splits = std::min(cdiv(max_keys, kDecChunk), kDecMaxSplits);
   p.splits = std::clamp(cdiv(kBlocksPerSm * sm_count(), a.n_kv_heads), 1, max_splits);
   const int rows = kDecThreads / p.lanes;
   p.smem = sizeof(float) * (std::max(p.kg * kDecChunk, rows * p.kg * a.head_dim) + 3 * p.kg + size_t(p.kg) * p.splits);
@@ -520,8 +530,9 @@ void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* work
     CUDA_CHECK(launch(kernel, grid, dim3(kDecThreads), plan.smem, stream, true, p));
   });
   CUDA_CHECK_LAUNCH();
-  if (plan.splits > 1 && !a.split_counters) {  // the host knows which splits found keys
-    const int n_keys = a.pos0 + 1, n_used = std::min(plan.splits, cdiv(n_keys, decode_chunk(n_keys, plan.splits)));
+  if (plan.splits > 1 && !a.split_counters && decode_split(a.pos0 + 1, plan.splits).n_used > 1) {
+    // the host knows which splits found keys
+    const int n_used = decode_split(a.pos0 + 1, plan.splits).n_used;
     combine_kernel<<<unsigned(a.n_heads), 128, sizeof(float) * 4 * cdiv(n_used, 4), stream>>>(
         a.out, p.part_o, p.part_ml, n_used, size_t(a.n_heads), a.head_dim);
     CUDA_CHECK_LAUNCH();

@@ -106,8 +106,8 @@ inline int sm_count() {
 // an earlier kernel wrote or writes anything an earlier kernel reads (work on constant data,
 // such as pulling weights into L2, may come first), and calls release_next_kernel() once the
 // next kernel may be scheduled beside its own blocks. On older GPUs both are no-ops and the
-// launch is ordinary. In a decode step of a few hundred small kernels this hides most of each
-// kernel's launch latency and tail.
+// launch is ordinary. Meant to hide each kernel's launch latency and tail in a decode step of
+// a few hundred small kernels (see pdl_enabled for what it measured).
 __device__ __forceinline__ void wait_for_previous_kernel() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -120,7 +120,9 @@ __device__ __forceinline__ void release_next_kernel() {
 }
 
 // Whether launches on the current device use programmatic dependent launch: compute
-// capability 9.0 or later, unless LLAMA_TP_NO_PDL is set (to measure without it).
+// capability 9.0 or later, and only when LLAMA_TP_PDL=1 asks for it. Off by default: on the
+// H100 the Llama-3-8B decode step measured 151.9 tok/s with it and 153.8 without (the step is
+// a CUDA graph already, and the early blocks of the next kernel compete with the running one).
 inline bool pdl_enabled() {
   static int cached[64] = {};  // 0 unknown, 1 no, 2 yes
   int dev = 0;
@@ -131,8 +133,8 @@ inline bool pdl_enabled() {
   if (cached[dev] == 0) {
     int major = 0;
     if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) cudaGetLastError();
-    const char* off = std::getenv("LLAMA_TP_NO_PDL");
-    cached[dev] = major >= 9 && !(off && *off && off[0] != '0') ? 2 : 1;
+    const char* on = std::getenv("LLAMA_TP_PDL");
+    cached[dev] = major >= 9 && on && on[0] == '1' ? 2 : 1;
   }
   return cached[dev] == 2;
 }

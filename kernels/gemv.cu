@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <type_traits>
 
 #include "kernels/common_cuda.h"
@@ -11,6 +13,7 @@ namespace {
 constexpr int kWarps = 8;             // warps per block
 constexpr int kUnroll = 4;            // 16-byte loads in flight per row and lane (two rows: 8)
 constexpr int kMaxStagedK = 16384;    // longest x kept in shared memory (64 KiB)
+constexpr size_t kPrefetchBytes = 4096;  // of each row, pulled into L2 before the previous kernel ends
 
 // Elements of W in one 16-byte load.
 template <typename W>
@@ -241,14 +244,15 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     r1 = r0 + p.half;
   };
 
-  // The weights do not depend on the kernel before: pull this warp's first rows toward L2 while
-  // that kernel finishes and x is staged.
+  // The weights do not depend on the kernel before: pull the start of this warp's first rows
+  // toward L2 while that kernel finishes and x is staged (only the start: the rest would just
+  // compete with that kernel for memory bandwidth).
   if (begin + group < end) {
     int r0, r1;
     rows_of(begin + group, r0, r1);
     const char* w0 = reinterpret_cast<const char*>(p.w + size_t(r0) * p.k);
     const char* w1 = reinterpret_cast<const char*>(p.w + size_t(r1 < p.rows ? r1 : r0) * p.k);
-    const size_t bytes = size_t(p.k) * sizeof(W);
+    const size_t bytes = size_t(p.k) * sizeof(W) < kPrefetchBytes ? size_t(p.k) * sizeof(W) : kPrefetchBytes;
     for (size_t off = size_t(t) * 128; off < bytes; off += size_t(stride) * 128) prefetch_l2(w0 + off), prefetch_l2(w1 + off);
   }
   wait_for_previous_kernel();
@@ -282,6 +286,27 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
   }
 }
 
+// Blocks for n_pairs row pairs, `groups` pairs per block and round, `fit` blocks per SM. Every
+// block takes the same number of rounds m (its pairs split evenly); the busiest SM holds
+// ceil(blocks / SMs) blocks of m rounds. Of the m whose load is within 10% of the least, the
+// smallest wins (the most blocks: more loads in flight). E.g. 2048 pairs of 4 per round with 3
+// blocks per SM take 256 blocks of 2 rounds (16 pair-slots per SM) rather than 396 blocks of
+// which some need a second, nearly empty round (24).
+int gemv_grid(int n_pairs, int groups, int fit, int sms) {
+  const int max_rounds = cdiv(n_pairs, groups);
+  auto blocks_for = [&](int m) { return cdiv(n_pairs, int64_t(m) * groups); };
+  auto load_for = [&](int m) { return int64_t(cdiv(blocks_for(m), sms)) * m; };
+  int64_t best = INT64_MAX;
+  for (int m = 1; m <= max_rounds; ++m) {
+    if (blocks_for(m) > fit * sms) continue;
+    best = std::min(best, load_for(m));
+    if (blocks_for(m) <= sms) break;  // fewer rounds per block only leave SMs idle from here
+  }
+  for (int m = 1; m <= max_rounds; ++m)
+    if (blocks_for(m) <= fit * sms && load_for(m) * 10 <= best * 11) return blocks_for(m);
+  return std::min(blocks_for(max_rounds), fit * sms);
+}
+
 int smem_optin() {
   static int cached[64] = {};
   int dev = 0;
@@ -306,8 +331,7 @@ void launch_typed(const Params<W>& p, size_t smem, cudaStream_t stream) {
     fit = fit > 0 ? fit : 1;
     if (cached_n < 64) cached_smem[cached_n] = int(smem), cached_fit[cached_n++] = fit;
   }
-  const int pairs_per_round = kWarps / p.warps_per_pair;
-  const int blocks = std::min(cdiv(p.n_pairs, pairs_per_round), fit * sm_count());
+  const int blocks = gemv_grid(p.n_pairs, kWarps / p.warps_per_pair, fit, sm_count());
   CUDA_CHECK(launch(kernel, dim3(blocks), dim3(kWarps * 32), smem, stream, true, p));
 }
 

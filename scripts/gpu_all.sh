@@ -33,14 +33,14 @@ fi
 if has reference; then
   note "## Reference models on the GPU"
   timeout 120 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np1 cuda" 2>&1 | tee -a "$summary"
-  timeout 120 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np1 nccl" --extra "--comm nccl" \
+  timeout 120 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np1 nccl" --extra="--comm nccl" \
     --launch "mpirun -np 1" 2>&1 | tee -a "$summary"
   timeout 180 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np2 mpi, one GPU" \
-    --extra "--comm mpi" --launch "mpirun -np 2" 2>&1 | tee -a "$summary"
+    --extra="--comm mpi" --launch "mpirun -np 2" 2>&1 | tee -a "$summary"
   timeout 120 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np1 f32 KV + precise activations" \
-    --extra "--kv-dtype f32 --precise-activations" 2>&1 | tee -a "$summary"
+    --extra="--kv-dtype f32 --precise-activations" 2>&1 | tee -a "$summary"
   timeout 120 python3 scripts/compare_reference.py --bin "$bin" --models "$models" --label "np1 no graphs" \
-    --extra "--no-cuda-graphs" 2>&1 | tee -a "$summary"
+    --extra=--no-cuda-graphs 2>&1 | tee -a "$summary"
   if [[ -f "$models/stories260K/stories260K.bin" ]]; then
     note "stories260K.bin on cuda: $(timeout 60 "$bin" -m "$models/stories260K/stories260K.bin" --backend cuda --temp 0 -n 40 2>/dev/null | head -c 200)"
   fi
