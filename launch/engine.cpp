@@ -1,9 +1,11 @@
 #include "launch/engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <vector>
 
 #include "parallel/make_communicator.h"
 #include "runtime/dummy_weights.h"
@@ -94,6 +96,27 @@ QuantSpec choose_quant(const Options& o, const Checkpoint& ck) {
   return QuantSpec::int8_groups(o.quant_group >= 0 ? o.quant_group : file_group ? file_group : QuantSpec::kDefaultGroup);
 }
 
+// Prompt tokens per forward pass. An explicit --batch-size is kept (a plan that does not fit
+// then fails with the numbers); the default (2048) halves, down to 512, until this rank's plan
+// fits, and all ranks take the smallest: they run the same passes in lockstep.
+int agreed_batch_size(const Options& o, const ModelConfig& c, Backend& backend, Communicator& comm,
+                      const RankInfo& ranks, int ctx, const QuantSpec& quant) {
+  int batch = o.batch_size;
+  if (!o.batch_size_set) {
+    Options t = o;
+    while (t.batch_size > 512 && !plan_rank_memory(t, c, backend, ranks, ctx, quant).fits()) t.batch_size /= 2;
+    batch = t.batch_size;
+  }
+  std::vector<int32_t> all(comm.rank() == 0 ? comm.size() : 0);
+  const int32_t mine = batch;
+  comm.gather(&mine, sizeof mine, all.data(), std::vector<size_t>(comm.size(), sizeof mine), 0);
+  int32_t agreed = mine;
+  if (comm.rank() == 0)
+    for (int32_t b : all) agreed = std::min(agreed, b);
+  comm.broadcast(&agreed, sizeof agreed, 0);
+  return agreed;
+}
+
 Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer) {
   const auto t0 = std::chrono::steady_clock::now();
   Engine e;
@@ -119,12 +142,15 @@ Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer
   // The memory plan, before anything is loaded: a model that cannot fit fails here, with numbers.
   e.quant = choose_quant(o, e.checkpoint);
   e.comm->barrier();  // every rank reads the free memory before any rank allocates
-  e.memory_plan = plan_rank_memory(o, c, *e.backend, ranks, ctx, e.quant);
+  const int batch = agreed_batch_size(o, c, *e.backend, *e.comm, ranks, ctx, e.quant);
+  Options planned = o;
+  planned.batch_size = batch;
+  e.memory_plan = plan_rank_memory(planned, c, *e.backend, ranks, ctx, e.quant);
   if (o.verbose) log_line(e, "memory plan: " + e.memory_plan.describe(), true, true);
   require_fits(e.memory_plan);
   ModelWeights weights = load_weights(c, plan, *e.checkpoint.weights, *e.backend, e.quant);
   const size_t weight_bytes = weights.nbytes();
-  e.model = std::make_unique<Model>(c, plan, std::move(weights), *e.backend, *e.comm, ctx, o.batch_size);
+  e.model = std::make_unique<Model>(c, plan, std::move(weights), *e.backend, *e.comm, ctx, batch);
   if (o.rope_freqs == "f32") e.model->set_rope_frequencies(Model::RopeFrequencies::Float32);
   if (!o.cuda_graphs) e.model->set_graphs_enabled(false);
   if (o.verbose)

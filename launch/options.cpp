@@ -171,6 +171,7 @@ Options parse_options(int argc, char** argv) {
   LLAMA_TP_CHECK(o.rope_freqs == "checkpoint" || o.rope_freqs == "f32", "--rope-freqs must be checkpoint or f32, got '", o.rope_freqs, "'");
   LLAMA_TP_CHECK(o.ctx_size >= 0, "--ctx-size must be >= 0, got ", o.ctx_size);
   LLAMA_TP_CHECK(o.batch_size >= 1, "--batch-size must be >= 1, got ", o.batch_size);
+  o.batch_size_set = !vm["batch-size"].defaulted();
   LLAMA_TP_CHECK(o.n_predict >= -1, "--n-predict must be >= -1, got ", o.n_predict);
   if (o.command == Command::Run || o.command == Command::Tokenize) {
     int sources = !o.prompt.empty() + !o.prompt_file.empty() + o.prompt_ids.has_value();

@@ -29,6 +29,7 @@ struct Options {
   int gpu = -1;                   // GPU index override (default: the local rank)
   int ctx_size = 0;               // 0: min(model's max positions, 4096)
   int batch_size = 2048;          // prompt tokens per forward pass
+  bool batch_size_set = false;    // given on the command line (else the default may shrink to fit)
   bool cuda_graphs = true;        // replay decode steps as CUDA graphs (--no-cuda-graphs; env LLAMA_TP_NO_GRAPHS=1)
   std::string quant = "auto";     // auto (none; int8 for llama2.c version 2 files) | none | int8
   int quant_group = -1;           // int8: input columns per scale (0: per row; -1: 128, or a v2 file's own)
