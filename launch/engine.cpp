@@ -98,13 +98,16 @@ QuantSpec choose_quant(const Options& o, const Checkpoint& ck) {
 
 // Prompt tokens per forward pass. An explicit --batch-size is kept (a plan that does not fit
 // then fails with the numbers); the default (2048) halves, down to 512, until this rank's plan
-// fits, and all ranks take the smallest: they run the same passes in lockstep.
+// fits with some headroom, and all ranks take the smallest: they run the same passes in lockstep.
 int agreed_batch_size(const Options& o, const ModelConfig& c, Backend& backend, Communicator& comm,
                       const RankInfo& ranks, int ctx, const QuantSpec& quant) {
   int batch = o.batch_size;
   if (!o.batch_size_set) {
     Options t = o;
-    while (t.batch_size > 512 && !plan_rank_memory(t, c, backend, ranks, ctx, quant).fits()) t.batch_size /= 2;
+    // 3% of headroom: the CUDA context, cuBLAS and graphs also take device memory the plan
+    // does not count.
+    auto roomy = [&](const MemoryPlan& p) { return p.available == 0 || p.peak() <= p.available / 100 * 97; };
+    while (t.batch_size > 512 && !roomy(plan_rank_memory(t, c, backend, ranks, ctx, quant))) t.batch_size /= 2;
     batch = t.batch_size;
   }
   std::vector<int32_t> all(comm.rank() == 0 ? comm.size() : 0);
