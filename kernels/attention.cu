@@ -43,10 +43,7 @@ size_t smem_bytes(int rows, int hd) {
 }
 
 Plan make_plan(const AttentionArgs& a) {
-  int dev = 0, sms = 0, max_smem = 0;
-  CUDA_CHECK(cudaGetDevice(&dev));
-  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  const int sms = sm_count(), max_smem = smem_optin();
   Plan p{};
   p.group = a.n_heads / a.n_kv_heads;
   p.q_per_block = std::max(1, std::min(kTargetRows / p.group, a.n_tokens));
@@ -267,8 +264,6 @@ __host__ __device__ inline DecodeSplit decode_split(int n_keys, int n_splits) {
   d.n_used = cdiv(d.n_chunks, d.per_split);
   return d;
 }
-
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 template <typename T, int kG>
 __global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodeParams p) {

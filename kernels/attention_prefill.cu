@@ -32,13 +32,6 @@ EnvChoice env_choice() {
   return choice;
 }
 
-int multiprocessors() {
-  int dev = 0, sms = 0;
-  CUDA_CHECK(cudaGetDevice(&dev));
-  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  return sms;
-}
-
 void check_args(const AttentionArgs& a) {
   LLAMA_TP_CHECK(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0, "attention: ", a.n_heads,
                  " query heads do not divide into ", a.n_kv_heads, " kv heads");
@@ -533,7 +526,7 @@ PrefillAttentionAlgo attention_prefill_resolve(const AttentionArgs& args, Prefil
   }
   // One block per 64 query rows and kv head: with fewer blocks than SMs (few tokens, or few kv
   // heads per rank) the fused kernel leaves the GPU idle and the GEMMs do better.
-  return flash_ok && flash_blocks(args) >= multiprocessors() ? PrefillAttentionAlgo::Flash
+  return flash_ok && flash_blocks(args) >= sm_count() ? PrefillAttentionAlgo::Flash
                                                              : PrefillAttentionAlgo::Cublas;
 }
 

@@ -57,6 +57,9 @@ __device__ __forceinline__ void unpack(uint4 u, float* f, bf16) {
   }
 }
 
+// A hint to bring the 128-byte line at p into L2 (no register, no wait).
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -84,21 +87,27 @@ __device__ __forceinline__ float block_sum(float v) {
 __host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 __host__ __device__ inline int cdiv(int64_t a, int64_t b) { return int((a + b - 1) / b); }
 
-// Multiprocessors of the current device (asked once per device).
-inline int sm_count() {
+// An attribute of the current device, asked once per device; `fallback` where it cannot be had.
+template <cudaDeviceAttr kAttr>
+int device_attribute(int fallback) {
   static int cached[64] = {};
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
     cudaGetLastError();
-    return 1;
+    return fallback;
   }
   if (cached[dev] == 0) {
-    int n = 0;
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) cudaGetLastError();
-    cached[dev] = n > 0 ? n : 1;
+    int v = 0;
+    if (cudaDeviceGetAttribute(&v, kAttr, dev) != cudaSuccess) cudaGetLastError();
+    cached[dev] = v > 0 ? v : fallback;
   }
   return cached[dev];
 }
+
+// Multiprocessors of the current device.
+inline int sm_count() { return device_attribute<cudaDevAttrMultiProcessorCount>(1); }
+// Most shared memory one block may use (opted in above the 48 KiB default).
+inline int smem_optin() { return device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(48 * 1024); }
 
 // ---- Programmatic dependent launch (Hopper and later) ----
 // A kernel launched with launch(..., pdl = true) may start while the kernel before it on the
@@ -124,19 +133,11 @@ __device__ __forceinline__ void release_next_kernel() {
 // H100 the Llama-3-8B decode step measured 151.9 tok/s with it and 153.8 without (the step is
 // a CUDA graph already, and the early blocks of the next kernel compete with the running one).
 inline bool pdl_enabled() {
-  static int cached[64] = {};  // 0 unknown, 1 no, 2 yes
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) {
-    cudaGetLastError();
-    return false;
-  }
-  if (cached[dev] == 0) {
-    int major = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) cudaGetLastError();
+  static const bool asked = [] {
     const char* on = std::getenv("LLAMA_TP_PDL");
-    cached[dev] = major >= 9 && on && on[0] == '1' ? 2 : 1;
-  }
-  return cached[dev] == 2;
+    return on && on[0] == '1';
+  }();
+  return asked && device_attribute<cudaDevAttrComputeCapabilityMajor>(0) >= 9;
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...), with programmatic dependent launch when `pdl`

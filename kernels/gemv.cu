@@ -34,8 +34,6 @@ struct Params {
   GemvRope rope;
 };
 
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-
 template <bool kShared>
 __device__ __forceinline__ float4 load_x4(const float* x) {
   if constexpr (kShared)
@@ -305,15 +303,6 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
   for (int m = 1; m <= max_rounds; ++m)
     if (blocks_for(m) <= fit * sms && load_for(m) * 10 <= best * 11) return blocks_for(m);
   return std::min(blocks_for(max_rounds), fit * sms);
-}
-
-int smem_optin() {
-  static int cached[64] = {};
-  int dev = 0;
-  CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev >= 64) return 48 * 1024;
-  if (!cached[dev]) CUDA_CHECK(cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  return cached[dev];
 }
 
 template <typename W, GemvEpilogue E, bool kStaged, bool kVec>

@@ -252,22 +252,14 @@ void CudaBackend::norm_linear_rope_kv(Tensor& qkv, Tensor& k_cache, Tensor& v_ca
     return Backend::norm_linear_rope_kv(qkv, k_cache, v_cache, shape, pos0, inv_freq, in, wqkv);
   const char* op = "norm_linear_rope_kv";
   expect(qkv, op, "qkv");
-  expect(k_cache, op, "k_cache", false);
-  expect(v_cache, op, "v_cache", false);
-  const int64_t cache_numel = int64_t(shape.n_kv_heads) * shape.max_seq * shape.head_dim;
-  LLAMA_TP_CHECK(k_cache.numel() == cache_numel && v_cache.numel() == cache_numel &&
-                     k_cache.dtype() == v_cache.dtype() && qkv.numel() == shape.qkv_width() &&
-                     wqkv.dim(0) == shape.qkv_width() && shape.head_dim % 2 == 0,
-                 op, ": caches ", k_cache.shape_string(), ", qkv ", qkv.shape_string(), " or weight ",
-                 wqkv.shape_string(), " do not match the attention shape");
+  LLAMA_TP_CHECK(qkv.numel() == shape.qkv_width() && wqkv.dim(0) == shape.qkv_width() && shape.head_dim % 2 == 0, op,
+                 ": qkv ", qkv.shape_string(), " or weight ", wqkv.shape_string(), " do not match the attention shape");
   kernels::GemvRope r;
   r.k_cache = k_cache.raw();
   r.v_cache = v_cache.raw();
   r.cache_dtype = k_cache.dtype();
   r.n_heads = shape.n_heads, r.n_kv_heads = shape.n_kv_heads, r.head_dim = shape.head_dim, r.max_seq = shape.max_seq;
-  r.pos_dev = step_position(pos0, 1, op);
-  LLAMA_TP_CHECK(r.pos_dev || (pos0 >= 0 && pos0 < shape.max_seq), op, ": position ", pos0,
-                 " does not fit the KV cache of ", shape.max_seq, " positions (raise --ctx-size)");
+  r.pos_dev = cache_position(k_cache, v_cache, shape, pos0, 1, op);
   r.pos0 = r.pos_dev ? 0 : pos0;
   r.inv_freq = device_inv_freq(inv_freq, shape, op);
   kernels::gemv_cuda(qkv.data<float>(), g, gemv_weight(wqkv), int(wqkv.dim(0)), int(wqkv.dim(1)),
@@ -314,6 +306,20 @@ const int32_t* CudaBackend::step_position(int pos0, int n_tokens, const char* op
   return step_device_ + 1;
 }
 
+const int32_t* CudaBackend::cache_position(const Tensor& k_cache, const Tensor& v_cache, const AttentionShape& shape,
+                                           int pos0, int n_tokens, const char* op) const {
+  expect(k_cache, op, "k_cache", false);
+  expect(v_cache, op, "v_cache", false);
+  const int64_t cache_numel = int64_t(shape.n_kv_heads) * shape.max_seq * shape.head_dim;
+  LLAMA_TP_CHECK(k_cache.numel() == cache_numel && v_cache.numel() == cache_numel && k_cache.dtype() == v_cache.dtype(),
+                 op, ": caches ", k_cache.shape_string(), "/", v_cache.shape_string(), " do not match the attention shape (",
+                 shape.n_kv_heads, " kv heads, ", shape.max_seq, " positions, head_dim ", shape.head_dim, ")");
+  const int32_t* pos_dev = step_position(pos0, n_tokens, op);
+  LLAMA_TP_CHECK(pos_dev || (pos0 >= 0 && pos0 + n_tokens <= shape.max_seq), op, ": positions ", pos0, "..",
+                 pos0 + n_tokens, " do not fit the KV cache of ", shape.max_seq, " positions (raise --ctx-size)");
+  return pos_dev;
+}
+
 const float* CudaBackend::device_inv_freq(const Tensor& inv_freq, const AttentionShape& shape, const char* op) {
   LLAMA_TP_CHECK(inv_freq.defined() && inv_freq.dtype() == DType::F32 && inv_freq.numel() == shape.head_dim / 2,
                  op, ": inv_freq must be ", shape.head_dim / 2, " f32 values, not ", dtype_name(inv_freq.dtype()),
@@ -356,17 +362,10 @@ void CudaBackend::rope_qk(Tensor& qkv, const AttentionShape& shape, int pos0, co
 void CudaBackend::kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv, const AttentionShape& shape,
                             int pos0) {
   expect(qkv, "kv_append", "qkv");
-  expect(k_cache, "kv_append", "k_cache", false);
-  expect(v_cache, "kv_append", "v_cache", false);
-  const int64_t cache_numel = int64_t(shape.n_kv_heads) * shape.max_seq * shape.head_dim;
-  LLAMA_TP_CHECK(k_cache.numel() == cache_numel && v_cache.numel() == cache_numel &&
-                     k_cache.dtype() == v_cache.dtype() && qkv.dim(-1) == shape.qkv_width(),
-                 "kv_append: caches ", k_cache.shape_string(), "/", v_cache.shape_string(), " or qkv ",
-                 qkv.shape_string(), " do not match the attention shape");
+  LLAMA_TP_CHECK(qkv.dim(-1) == shape.qkv_width(), "kv_append: qkv ", qkv.shape_string(),
+                 " does not match the attention shape");
   const int n_tokens = rows_of(qkv);
-  const int32_t* pos_dev = step_position(pos0, n_tokens, "kv_append");
-  LLAMA_TP_CHECK(pos_dev || (pos0 >= 0 && pos0 + n_tokens <= shape.max_seq), "kv_append: positions ", pos0, "..",
-                 pos0 + n_tokens, " do not fit the KV cache of ", shape.max_seq, " positions (raise --ctx-size)");
+  const int32_t* pos_dev = cache_position(k_cache, v_cache, shape, pos0, n_tokens, "kv_append");
   kernels::kv_append_cuda(k_cache.raw(), v_cache.raw(), k_cache.dtype(), qkv.data<float>(), int(qkv.dim(-1)),
                           n_tokens, shape.n_heads, shape.n_kv_heads, shape.head_dim, pos_dev ? 0 : pos0, pos_dev,
                           shape.max_seq, stream_);
@@ -375,19 +374,11 @@ void CudaBackend::kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv,
 void CudaBackend::rope_kv_append(Tensor& qkv, Tensor& k_cache, Tensor& v_cache, const AttentionShape& shape,
                                  int pos0, const Tensor& inv_freq) {
   expect(qkv, "rope_kv_append", "qkv");
-  expect(k_cache, "rope_kv_append", "k_cache", false);
-  expect(v_cache, "rope_kv_append", "v_cache", false);
-  const int64_t cache_numel = int64_t(shape.n_kv_heads) * shape.max_seq * shape.head_dim;
-  LLAMA_TP_CHECK(k_cache.numel() == cache_numel && v_cache.numel() == cache_numel &&
-                     k_cache.dtype() == v_cache.dtype() && qkv.dim(-1) == shape.qkv_width(),
-                 "rope_kv_append: caches ", k_cache.shape_string(), "/", v_cache.shape_string(), " or qkv ",
-                 qkv.shape_string(), " do not match the attention shape");
+  LLAMA_TP_CHECK(qkv.dim(-1) == shape.qkv_width(), "rope_kv_append: qkv ", qkv.shape_string(),
+                 " does not match the attention shape");
   const float* freq = device_inv_freq(inv_freq, shape, "rope_kv_append");
   const int n_tokens = rows_of(qkv);
-  const int32_t* pos_dev = step_position(pos0, n_tokens, "rope_kv_append");
-  LLAMA_TP_CHECK(pos_dev || (pos0 >= 0 && pos0 + n_tokens <= shape.max_seq), "rope_kv_append: positions ", pos0,
-                 "..", pos0 + n_tokens, " do not fit the KV cache of ", shape.max_seq,
-                 " positions (raise --ctx-size)");
+  const int32_t* pos_dev = cache_position(k_cache, v_cache, shape, pos0, n_tokens, "rope_kv_append");
   kernels::rope_kv_append_cuda(qkv.data<float>(), k_cache.raw(), v_cache.raw(), k_cache.dtype(), n_tokens,
                                shape.n_heads, shape.n_kv_heads, shape.head_dim, int(qkv.dim(-1)), pos_dev ? 0 : pos0,
                                pos_dev, freq, shape.max_seq, stream_);
@@ -397,18 +388,11 @@ void CudaBackend::attention(Tensor& out, const Tensor& qkv, const Tensor& k_cach
                             const AttentionShape& shape, int pos0) {
   expect(out, "attention", "out");
   expect(qkv, "attention", "qkv");
-  expect(k_cache, "attention", "k_cache", false);
-  expect(v_cache, "attention", "v_cache", false);
   const int n_tokens = rows_of(qkv);
-  const int64_t cache_numel = int64_t(shape.n_kv_heads) * shape.max_seq * shape.head_dim;
-  LLAMA_TP_CHECK(k_cache.numel() == cache_numel && v_cache.numel() == cache_numel &&
-                     k_cache.dtype() == v_cache.dtype() && qkv.dim(-1) == shape.qkv_width() &&
-                     out.numel() == int64_t(n_tokens) * shape.n_heads * shape.head_dim,
-                 "attention: out ", out.shape_string(), ", qkv ", qkv.shape_string(), " or caches ",
-                 k_cache.shape_string(), " do not match the attention shape");
-  const int32_t* pos_dev = step_position(pos0, n_tokens, "attention");
-  LLAMA_TP_CHECK(pos_dev || (pos0 >= 0 && pos0 + n_tokens <= shape.max_seq), "attention: positions ", pos0, "..",
-                 pos0 + n_tokens, " exceed the KV cache of ", shape.max_seq, " positions");
+  LLAMA_TP_CHECK(qkv.dim(-1) == shape.qkv_width() && out.numel() == int64_t(n_tokens) * shape.n_heads * shape.head_dim,
+                 "attention: out ", out.shape_string(), " or qkv ", qkv.shape_string(),
+                 " does not match the attention shape");
+  const int32_t* pos_dev = cache_position(k_cache, v_cache, shape, pos0, n_tokens, "attention");
   kernels::AttentionArgs a{out.data<float>(), qkv.data<float>(), int(qkv.dim(-1)), k_cache.raw(), v_cache.raw(),
                            k_cache.dtype(), n_tokens, shape.n_heads, shape.n_kv_heads, shape.head_dim,
                            pos_dev ? 0 : pos0, shape.max_seq};

@@ -104,6 +104,10 @@ class CudaBackend : public Backend {
   void* workspace(size_t nbytes);
   // The device int an op reads its position from (pos0 == kStepPos), else nullptr.
   const int32_t* step_position(int pos0, int n_tokens, const char* op) const;
+  // step_position, after checking that k_cache and v_cache are caches of `shape` and that the
+  // positions pos0 .. pos0 + n_tokens fit them (the checks every op on the caches makes).
+  const int32_t* cache_position(const Tensor& k_cache, const Tensor& v_cache, const AttentionShape& shape, int pos0,
+                                int n_tokens, const char* op) const;
   const float* device_inv_freq(const Tensor& inv_freq, const AttentionShape& shape, const char* op);
   // The fused GEMV's input for a NormedInput of one token (false: take the unfused path).
   bool fused_gemv_input(const NormedInput& in, const LinearWeight& w, const char* op, kernels::GemvInput& g);

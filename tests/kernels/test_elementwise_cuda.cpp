@@ -14,6 +14,7 @@
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
 #include "runtime/backend_cuda.h"
+#include "cuda_test_util.h"
 #include "test_util.h"
 
 namespace llama_tp {
@@ -24,15 +25,8 @@ using test::fresh_seed;
 using test::rounded;
 using test::rel_error;
 
-Tensor device_floats(const std::vector<float>& v, std::vector<int64_t> shape) {
-  return Tensor::from_floats(v, std::move(shape)).to(Device::CUDA);
-}
-// All-ones bytes are NaN in f32/f16/bf16: an element the kernel forgets to write shows.
-Tensor poisoned(CudaBackend& be, std::vector<int64_t> shape, DType dt = DType::F32) {
-  Tensor t = be.alloc(std::move(shape), dt);
-  EXPECT_EQ(cudaMemset(t.raw(), 0xff, t.nbytes()), cudaSuccess);
-  return t;
-}
+using test::device_floats;
+using test::poisoned;
 // Values as the GPU holds them after conversion to dt.
 std::string dtype_param_name(const ::testing::TestParamInfo<DType>& info) { return dtype_name(info.param); }
 #define SKIP_WITHOUT_GPU() \

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "runtime/backend_cuda.h"
+#include "cuda_test_util.h"
 #include "test_util.h"
 
 namespace llama_tp {
@@ -19,16 +20,8 @@ using test::fresh_seed;
 using test::random_floats;
 using test::rel_error;
 
-Tensor device(const std::vector<float>& v, std::vector<int64_t> shape) {
-  return Tensor::from_floats(v, std::move(shape)).to(Device::CUDA);
-}
-
-// NaN-filled device buffer: a value the kernel should have written and did not stays NaN.
-Tensor poisoned(CudaBackend& be, std::vector<int64_t> shape, DType dt = DType::F32) {
-  Tensor t = be.alloc(std::move(shape), dt);
-  EXPECT_EQ(cudaMemset(t.raw(), 0xff, t.nbytes()), cudaSuccess);
-  return t;
-}
+using test::device_floats;
+using test::poisoned;
 
 struct Param {
   DType dtype;
@@ -59,8 +52,8 @@ TEST_P(CudaFusedGemv, NormLinearMatchesUnfused) {
       const std::string at = std::to_string(s.n) + "x" + std::to_string(s.dim) + (with_delta ? " +delta" : "");
       const LinearWeight w = weight(be, s.n, s.dim);
       const Tensor g = norm(be, s.dim);
-      const Tensor x = device(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
-      const Tensor delta = with_delta ? device(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim}) : Tensor();
+      const Tensor x = device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
+      const Tensor delta = with_delta ? device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim}) : Tensor();
       Tensor out[2], x_out[2];
       for (int fused : {0, 1}) {
         out[fused] = poisoned(be, {1, s.n});
@@ -83,8 +76,8 @@ TEST_P(CudaFusedGemv, NormLinearSwigluMatchesUnfused) {
     const std::string at = std::to_string(s.ffn) + "x" + std::to_string(s.dim);
     const LinearWeight w13 = weight(be, 2 * s.ffn, s.dim);
     const Tensor g = norm(be, s.dim);
-    const Tensor x = device(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
-    const Tensor delta = device(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
+    const Tensor x = device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
+    const Tensor delta = device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
     Tensor out[2];
     for (int fused : {0, 1}) {
       out[fused] = poisoned(be, {1, s.ffn});
@@ -109,11 +102,11 @@ TEST_P(CudaFusedGemv, NormLinearRopeKvMatchesUnfused) {
                            std::to_string(c.head_dim) + " at " + std::to_string(c.pos);
     const LinearWeight w = weight(be, width, c.dim);
     const Tensor g = norm(be, c.dim);
-    const Tensor x = device(random_floats(c.dim, fresh_seed(), -2.f, 2.f), {1, c.dim});
-    const Tensor delta = device(random_floats(c.dim, fresh_seed(), -2.f, 2.f), {1, c.dim});
+    const Tensor x = device_floats(random_floats(c.dim, fresh_seed(), -2.f, 2.f), {1, c.dim});
+    const Tensor delta = device_floats(random_floats(c.dim, fresh_seed(), -2.f, 2.f), {1, c.dim});
     std::vector<float> freq(c.head_dim / 2);
     for (int i = 0; i < c.head_dim / 2; ++i) freq[i] = std::pow(500000.f, -2.f * i / c.head_dim);
-    const Tensor inv_freq = device(freq, {c.head_dim / 2});
+    const Tensor inv_freq = device_floats(freq, {c.head_dim / 2});
     if (c.step_slot) be.set_step(0, c.pos);
     const int pos0 = c.step_slot ? kStepPos : c.pos;
     Tensor qkv[2], k[2], v[2];
