@@ -224,8 +224,9 @@ __global__ void combine_kernel(float* out, const float* part_o, const float* par
 
 // ---- decode: one query token ----------------------------------------------------------------
 // Block (split, kv head) streams K and V of its kv head once for all `group` query heads that
-// share it. The keys are cut into chunks of 128 (decode_split); block `split` takes a run of
-// chunks, the grid (S = gridDim.x splits) does not depend on the position. Per chunk: scores (a row group of `lanes` threads
+// share it. Block `split` takes a run of keys (decode_split), the grid (S = gridDim.x splits)
+// does not depend on the position; it goes through them in chunks of up to 128. Per chunk:
+// scores (a row group of `lanes` threads
 // per key, each lane a 16-byte slice of the row, partial dots added with shuffles), softmax step
 // on the chunk (block-wide running max and sum), then p·V (each row group for its keys, each
 // lane for its slice of the dims). The last block of a kv head to finish combines the splits'
@@ -250,23 +251,27 @@ struct DecodeParams {
                          // host position only, combine_kernel runs after)
 };
 
-// How the keys of a decode call are cut: chunks of kDecChunk keys, one per split (a block's
-// steps are latency-bound, so more blocks beat longer runs); split s < n_used takes chunks
-// [s * per_split, (s + 1) * per_split), more than one only when the keys outnumber the grid.
-// With one split the block writes the output itself (no combine).
+// How the keys of a decode call are cut: split s < n_used takes keys [s * per_split, (s + 1) *
+// per_split), per_split a multiple of kDecKeyStep sized so that the keys spread over every
+// split (a block's steps are latency-bound, so more blocks beat longer runs); a block goes
+// through its keys kDecChunk at a time. With one split the block writes the output itself
+// (no combine).
+constexpr int kDecKeyStep = 16;
 struct DecodeSplit {
-  int n_chunks, per_split, n_used;
+  int per_split, n_used;
 };
 __host__ __device__ inline DecodeSplit decode_split(int n_keys, int n_splits) {
   DecodeSplit d;
-  d.n_chunks = cdiv(n_keys, kDecChunk);
-  d.per_split = cdiv(d.n_chunks, n_splits);
-  d.n_used = cdiv(d.n_chunks, d.per_split);
+  d.per_split = cdiv(cdiv(n_keys, n_splits), kDecKeyStep) * kDecKeyStep;
+  d.n_used = cdiv(n_keys, d.per_split);
   return d;
 }
 
+// Four blocks per SM (128 registers a thread) up to 4 query heads per kv head, three for 8 (more
+// would spill): the grid is sized to what is resident (decode_plan); before, 164 registers
+// left 3 blocks per SM, a 4-per-SM grid needed 1.3 waves, 30 us at 8192 keys on an H200.
 template <typename T, int kG>
-__global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodeParams p) {
+__global__ void __launch_bounds__(kDecThreads, kG <= 4 ? 4 : 3) attention_decode_kernel(DecodeParams p) {
   constexpr int V = kVec<T>, C = kDecChunk;
   constexpr int U = kG <= 4 ? 8 : 4;  // K or V rows in flight per thread
   extern __shared__ float smem[];
@@ -277,7 +282,7 @@ __global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodePar
   release_next_kernel();
   const int n_keys = (p.pos_dev ? *p.pos_dev : p.pos0) + 1;
   const DecodeSplit ds = decode_split(n_keys, S);
-  const int chunk = kDecChunk, n_used = ds.n_used;
+  const int n_used = ds.n_used;
   const int tid = threadIdx.x, lane = tid % L, rg = tid / L, warp = tid / 32, wlane = tid % 32;
   const int c0 = lane * V;
   const bool active = c0 < hd;  // lanes past head_dim (when hd / V is not a power of two) idle
@@ -304,9 +309,9 @@ __global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodePar
     }
   if (tid < kG) s_m[tid] = -INFINITY, s_l[tid] = 0.f;
 
-  const int c_end = min(ds.n_chunks, (split + 1) * ds.per_split);
-  for (int c = split * ds.per_split; c < c_end; ++c) {
-    const int j0 = c * chunk, nj = min(chunk, n_keys - j0);
+  const int key_end = min(n_keys, (split + 1) * ds.per_split);
+  for (int j0 = split * ds.per_split; j0 < key_end; j0 += C) {
+    const int nj = min(C, key_end - j0);
     // Scores. Every thread runs the same rounds (the shuffles need the whole warp).
     for (int base = 0; base < nj; base += R * U) {
       uint4 kv[U];
@@ -449,7 +454,7 @@ __global__ void __launch_bounds__(kDecThreads) attention_decode_kernel(DecodePar
       const size_t row = size_t(kvh) * g + h;
       const float* src = p.part_o + row * hd + d;
       float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
+#pragma unroll 16
       for (int s = 0; s < n_used; ++s) {
         const float4 v = __ldcg(reinterpret_cast<const float4*>(src + s * split_stride));
         const float w = s_w[h * S + s];
@@ -483,6 +488,34 @@ int pow2_at_least(int v) {
   return p;
 }
 
+using DecodeKernel = void (*)(DecodeParams);
+
+DecodeKernel decode_kernel(DType cache_dtype, int kg) {
+  DecodeKernel k = nullptr;
+  dispatch_float(cache_dtype, [&](auto tag) {
+    using T = decltype(tag);
+    k = kg == 1 ? attention_decode_kernel<T, 1>
+        : kg == 2 ? attention_decode_kernel<T, 2>
+        : kg == 4 ? attention_decode_kernel<T, 4>
+                  : attention_decode_kernel<T, 8>;
+  });
+  return k;
+}
+
+// Blocks of `kernel` resident on one SM at this shared-memory size (asked once per pair).
+int resident_blocks(DecodeKernel kernel, size_t smem) {
+  static DecodeKernel cached_kernel[32] = {};
+  static size_t cached_smem[32] = {};
+  static int cached_fit[32] = {}, cached_n = 0;
+  for (int i = 0; i < cached_n; ++i)
+    if (cached_kernel[i] == kernel && cached_smem[i] == smem) return cached_fit[i];
+  int fit = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kDecThreads, smem));
+  fit = std::max(fit, 1);
+  if (cached_n < 32) cached_kernel[cached_n] = kernel, cached_smem[cached_n] = smem, cached_fit[cached_n++] = fit;
+  return fit;
+}
+
 // The decode kernel takes one token, 16-byte rows (head_dim a multiple of the vector width, at
 // most 32 vectors) and up to 8 query heads per kv head; with the position on the device it needs
 // the split counters. Other cases go to the general kernel.
@@ -494,13 +527,17 @@ DecodePlan decode_plan(const AttentionArgs& a) {
   p.ok = a.n_tokens == 1 && (a.split_counters || !a.pos_dev) && a.head_dim % vec == 0 && p.lanes <= 32 && p.kg <= 8 &&
          aligned16(a.k_cache) && aligned16(a.v_cache);
   if (!p.ok) return p;
-  // Enough blocks to fill the GPU at any position the launch may see: with the position on the
-  // device that is the whole cache.
-  const int max_keys = a.pos_dev ? a.max_seq : a.pos0 + 1;
-  const int max_splits = std::min(cdiv(max_keys, kDecChunk), kDecMaxSplits);
-  p.splits = std::clamp(cdiv(kBlocksPerSm * sm_count(), a.n_kv_heads), 1, max_splits);
+  // Enough blocks to fill the GPU at any position the launch may see (with the position on the
+  // device that is the whole cache), but no more than are resident at once: a second wave
+  // would double the time.
   const int rows = kDecThreads / p.lanes;
-  p.smem = sizeof(float) * (std::max(p.kg * kDecChunk, rows * p.kg * a.head_dim) + 3 * p.kg + size_t(p.kg) * p.splits);
+  const size_t base_smem = sizeof(float) * (std::max(p.kg * kDecChunk, rows * p.kg * a.head_dim) + 3 * p.kg);
+  const int fit = std::min(kBlocksPerSm, resident_blocks(decode_kernel(a.cache_dtype, p.kg),
+                                                         base_smem + sizeof(float) * p.kg * kDecMaxSplits));
+  const int max_keys = a.pos_dev ? a.max_seq : a.pos0 + 1;
+  const int max_splits = std::min(cdiv(max_keys, kDecKeyStep), kDecMaxSplits);
+  p.splits = std::clamp(fit * sm_count() / a.n_kv_heads, 1, max_splits);
+  p.smem = base_smem + sizeof(float) * size_t(p.kg) * p.splits;
   p.workspace = p.splits > 1 ? sizeof(float) * size_t(p.splits) * a.n_heads * (a.head_dim + 2) : 0;
   return p;
 }
@@ -516,14 +553,7 @@ void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* work
   }
   LLAMA_TP_CHECK(plan.smem <= 48 * 1024, "attention: decode plan needs ", plan.smem, " bytes of shared memory");
   const dim3 grid(plan.splits, a.n_kv_heads);
-  dispatch_float(a.cache_dtype, [&](auto tag) {
-    using T = decltype(tag);
-    auto kernel = plan.kg == 1 ? attention_decode_kernel<T, 1>
-                  : plan.kg == 2 ? attention_decode_kernel<T, 2>
-                  : plan.kg == 4 ? attention_decode_kernel<T, 4>
-                                 : attention_decode_kernel<T, 8>;
-    CUDA_CHECK(launch(kernel, grid, dim3(kDecThreads), plan.smem, stream, true, p));
-  });
+  CUDA_CHECK(launch(decode_kernel(a.cache_dtype, plan.kg), grid, dim3(kDecThreads), plan.smem, stream, true, p));
   CUDA_CHECK_LAUNCH();
   if (plan.splits > 1 && !a.split_counters && decode_split(a.pos0 + 1, plan.splits).n_used > 1) {
     // the host knows which splits found keys

@@ -13,7 +13,6 @@ namespace {
 constexpr int kWarps = 8;             // warps per block
 constexpr int kUnroll = 4;            // 16-byte loads in flight per row and lane (two rows: 8)
 constexpr int kMaxStagedK = 16384;    // longest x kept in shared memory (64 KiB)
-constexpr size_t kPrefetchBytes = 4096;  // of each row, pulled into L2 before the previous kernel ends
 
 // Elements of W in one 16-byte load.
 template <typename W>
@@ -26,6 +25,7 @@ struct Params {
   const W* w;
   const float* scales;  // i8
   int group, groups;    // i8
+  int chunks_per_group, chunk_shift;  // i8, vector path: 16-byte chunks per scale group (its log2, or -1)
   int k;
   int rows;             // weight rows
   int n_pairs;          // row pairs: pair p is rows r0 = (p / half) * 2 * half + p % half and r0 + half
@@ -94,50 +94,69 @@ __device__ __forceinline__ float weight_at(const Params<W>& p, int r, int c) {
     return to_f32(p.w[size_t(r) * p.k + c]);
 }
 
-// This lane's share (elements t, t + stride, ... in 16-byte chunks when kVec) of the dots of
-// rows r0 and r1 with x. Streaming loads (__ldcs): the weights are read once per token.
-template <typename W, bool kVec, bool kShared>
-__device__ __forceinline__ void row_pair_dot(const Params<W>& p, int r0, int r1, const float* x, int t, int stride,
-                                             float& a0, float& a1) {
-  if constexpr (kVec) {
-    constexpr int V = kElems<W>;
-    constexpr bool kInt8 = std::is_same_v<W, int8_t>;
-    const int nv = p.k / V;
-    const uint4* w0 = reinterpret_cast<const uint4*>(p.w + size_t(r0) * p.k);
-    const uint4* w1 = reinterpret_cast<const uint4*>(p.w + size_t(r1) * p.k);
-    const float* s0 = kInt8 ? p.scales + size_t(r0) * p.groups : nullptr;
-    const float* s1 = kInt8 ? p.scales + size_t(r1) * p.groups : nullptr;
-    const int chunks_per_group = kInt8 ? p.group / 16 : 1;
-    for (int i = t; i < nv; i += kUnroll * stride) {
-      uint4 u0[kUnroll], u1[kUnroll];
+// One batch of a lane's loads: kUnroll 16-byte chunks of each row of a pair (chunks i, i + stride,
+// ...), with their scales for int8. Issued together so that their latencies overlap, and one
+// batch ahead of the arithmetic (gemv_kernel), so that a warp always has loads in flight.
+template <typename W>
+struct Batch {
+  static constexpr int kScales = std::is_same_v<W, int8_t> ? kUnroll : 1;
+  uint4 u0[kUnroll], u1[kUnroll];
+  float s0[kScales], s1[kScales];
+};
+
+// Streaming loads (__ldcs): the weights are read once per token.
+template <typename W>
+__device__ __forceinline__ void load_batch(const Params<W>& p, int r0, int r1, int i, int stride, Batch<W>& b) {
+  const int nv = p.k / kElems<W>;
+  const uint4* w0 = reinterpret_cast<const uint4*>(p.w + size_t(r0) * p.k);
+  const uint4* w1 = reinterpret_cast<const uint4*>(p.w + size_t(r1) * p.k);
 #pragma unroll
-      for (int j = 0; j < kUnroll; ++j) {
-        const int c = i + j * stride;
-        u0[j] = c < nv ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
-        u1[j] = c < nv ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
-      }
+  for (int j = 0; j < kUnroll; ++j) {
+    const int c = i + j * stride;
+    const bool ok = c < nv;
+    b.u0[j] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
+    b.u1[j] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
+    if constexpr (std::is_same_v<W, int8_t>) {
+      // A chunk lies in one scale group (group % 16 == 0).
+      const int g = p.chunk_shift >= 0 ? c >> p.chunk_shift : c / p.chunks_per_group;
+      b.s0[j] = ok ? __ldg(p.scales + size_t(r0) * p.groups + g) : 0.f;
+      b.s1[j] = ok ? __ldg(p.scales + size_t(r1) * p.groups + g) : 0.f;
+    }
+  }
+}
+
+// The batch's share of the dots of its two rows with x (int8: each chunk summed unscaled, then
+// scaled once).
+template <typename W, bool kShared>
+__device__ __forceinline__ void dot_batch(const Params<W>& p, const Batch<W>& b, const float* x, int i, int stride,
+                                          float& a0, float& a1) {
+  constexpr int V = kElems<W>;
+  const int nv = p.k / V;
 #pragma unroll
-      for (int j = 0; j < kUnroll; ++j) {
-        const int c = i + j * stride;
-        if (c >= nv) break;
-        float d0 = 0.f, d1 = 0.f;
-        chunk_dot2<W, kShared>(u0[j], u1[j], x + size_t(c) * V, d0, d1);
-        if constexpr (kInt8) {
-          // A chunk lies in one scale group (group % 16 == 0): summed unscaled, scaled once.
-          a0 += d0 * __ldg(s0 + c / chunks_per_group);
-          a1 += d1 * __ldg(s1 + c / chunks_per_group);
-        } else {
-          a0 += d0;
-          a1 += d1;
-        }
-      }
+  for (int j = 0; j < kUnroll; ++j) {
+    const int c = i + j * stride;
+    if (c >= nv) break;
+    float d0 = 0.f, d1 = 0.f;
+    chunk_dot2<W, kShared>(b.u0[j], b.u1[j], x + size_t(c) * V, d0, d1);
+    if constexpr (std::is_same_v<W, int8_t>) {
+      a0 += d0 * b.s0[j];
+      a1 += d1 * b.s1[j];
+    } else {
+      a0 += d0;
+      a1 += d1;
     }
-  } else {
-    for (int c = t; c < p.k; c += stride) {
-      const float xv = x[c];
-      a0 += weight_at(p, r0, c) * xv;
-      a1 += weight_at(p, r1, c) * xv;
-    }
+  }
+}
+
+// This lane's share (elements t, t + stride, ...) of the dots of rows r0 and r1 with x, one
+// element at a time (rows that are not 16-byte aligned or not a whole number of chunks).
+template <typename W>
+__device__ __forceinline__ void row_pair_dot_scalar(const Params<W>& p, int r0, int r1, const float* x, int t,
+                                                    int stride, float& a0, float& a1) {
+  for (int c = t; c < p.k; c += stride) {
+    const float xv = x[c];
+    a0 += weight_at(p, r0, c) * xv;
+    a1 += weight_at(p, r1, c) * xv;
   }
 }
 
@@ -237,40 +256,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
   const int begin = int(int64_t(p.n_pairs) * blockIdx.x / gridDim.x);
   const int end = int(int64_t(p.n_pairs) * (blockIdx.x + 1) / gridDim.x);
   const int t = (warp % wpp) * 32 + lane, stride = wpp * 32;
-  auto rows_of = [&](int pair, int& r0, int& r1) {
-    r0 = (pair / p.half) * 2 * p.half + pair % p.half;
-    r1 = r0 + p.half;
-  };
-
-  // The weights do not depend on the kernel before: pull the start of this warp's first rows
-  // toward L2 while that kernel finishes and x is staged (only the start: the rest would just
-  // compete with that kernel for memory bandwidth).
-  if (begin + group < end) {
-    int r0, r1;
-    rows_of(begin + group, r0, r1);
-    const char* w0 = reinterpret_cast<const char*>(p.w + size_t(r0) * p.k);
-    const char* w1 = reinterpret_cast<const char*>(p.w + size_t(r1 < p.rows ? r1 : r0) * p.k);
-    const size_t bytes = size_t(p.k) * sizeof(W) < kPrefetchBytes ? size_t(p.k) * sizeof(W) : kPrefetchBytes;
-    for (size_t off = size_t(t) * 128; off < bytes; off += size_t(stride) * 128) prefetch_l2(w0 + off), prefetch_l2(w1 + off);
-  }
-  wait_for_previous_kernel();
-  release_next_kernel();
-
-  const float* x = p.in.x;
-  if constexpr (kStaged) {
-    stage_input(p, s_x);
-    x = s_x;
-  }
   const int rounds = cdiv(end - begin, groups);
-  for (int round = 0; round < rounds; ++round) {
+  // Rows of the pair this warp group takes in `round` (r1 = r0 where a Store pair has one row).
+  auto rows_of = [&](int round, int& r0, int& r1) {
     const int pair = begin + round * groups + group;
-    const bool valid = pair < end;
-    int r0 = 0, r1 = 0;
-    float a0 = 0.f, a1 = 0.f;
-    if (valid) {
-      rows_of(pair, r0, r1);
-      row_pair_dot<W, kVec, kStaged>(p, r0, r1 < p.rows ? r1 : r0, x, t, stride, a0, a1);
-    }
+    r0 = (pair / p.half) * 2 * p.half + pair % p.half;
+    r1 = r0 + p.half < p.rows ? r0 + p.half : r0;
+    return pair < end;
+  };
+  // The pair's sums, across the warps that share it, into out.
+  auto finish = [&](int round, float a0, float a1) {
     a0 = warp_sum(a0);
     a1 = warp_sum(a1);
     if (wpp > 1) {
@@ -280,7 +275,56 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
       a0 = a1 = 0.f;
       for (int w = group * wpp; w < (group + 1) * wpp; ++w) a0 += s_part[0][w], a1 += s_part[1][w];
     }
-    if (valid && lane == 0 && warp % wpp == 0) finish_pair<E>(p, pair, r0, r1, a0, a1);
+    int r0, r1;
+    const int pair = begin + round * groups + group;
+    if (rows_of(round, r0, r1) && lane == 0 && warp % wpp == 0) finish_pair<E>(p, pair, r0, r0 + p.half, a0, a1);
+  };
+
+  if constexpr (kVec) {
+    // Batches of loads, one ahead of the arithmetic: the first is issued before this kernel
+    // waits for the one before it (weights do not depend on it) and before x is staged.
+    const int per_batch = kUnroll * stride;
+    const int n_iter = cdiv(p.k / kElems<W>, per_batch);  // batches per pair
+    const int total = rounds * n_iter;
+    Batch<W> cur;
+    int r0, r1;
+    if (total > 0 && rows_of(0, r0, r1)) load_batch(p, r0, r1, t, stride, cur);
+    wait_for_previous_kernel();
+    release_next_kernel();
+    const float* x = p.in.x;
+    if constexpr (kStaged) {
+      stage_input(p, s_x);
+      x = s_x;
+    }
+    float a0 = 0.f, a1 = 0.f;
+    int round = 0, it = 0;
+    for (int b = 0; b < total; ++b) {
+      const int next_round = it + 1 == n_iter ? round + 1 : round, next_it = it + 1 == n_iter ? 0 : it + 1;
+      Batch<W> next;
+      int n0, n1;
+      if (next_round < rounds && rows_of(next_round, n0, n1)) load_batch(p, n0, n1, t + next_it * per_batch, stride, next);
+      if (rows_of(round, r0, r1)) dot_batch<W, kStaged>(p, cur, x, t + it * per_batch, stride, a0, a1);
+      if (it == n_iter - 1) {
+        finish(round, a0, a1);
+        a0 = a1 = 0.f;
+      }
+      cur = next;
+      round = next_round, it = next_it;
+    }
+  } else {
+    wait_for_previous_kernel();
+    release_next_kernel();
+    const float* x = p.in.x;
+    if constexpr (kStaged) {
+      stage_input(p, s_x);
+      x = s_x;
+    }
+    for (int round = 0; round < rounds; ++round) {
+      int r0, r1;
+      float a0 = 0.f, a1 = 0.f;
+      if (rows_of(round, r0, r1)) row_pair_dot_scalar(p, r0, r1, x, t, stride, a0, a1);
+      finish(round, a0, a1);
+    }
   }
 }
 
@@ -347,6 +391,8 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
     p.scales = w.scales;
     p.group = w.group;
     p.groups = cdiv(k, w.group);
+    p.chunks_per_group = std::max(1, w.group / 16);
+    p.chunk_shift = (p.chunks_per_group & (p.chunks_per_group - 1)) == 0 ? __builtin_ctz(unsigned(p.chunks_per_group)) : -1;
   }
   switch (e) {
     case GemvEpilogue::Store: p.rows = n, p.n_pairs = cdiv(n, 2), p.half = 1; break;

@@ -28,19 +28,6 @@ Stats stats_of(const std::vector<double>& v) {
   return s;
 }
 
-// Device copy bandwidth (bytes read + written per second), as the peers' tools report it.
-double measure_copy_bandwidth_gbs(Backend& backend) {
-  const int64_t n = backend.device() == Device::CPU ? (int64_t(1) << 26) : (int64_t(1) << 30);
-  Tensor a = backend.alloc({n}, DType::I8), b = backend.alloc({n}, DType::I8);
-  b.copy_from(a);  // warm-up
-  const int reps = 10;
-  auto t0 = Clock::now();
-  for (int i = 0; i < reps; ++i) b.copy_from(a);
-  backend.synchronize();
-  double s = std::chrono::duration<double>(Clock::now() - t0).count();
-  return 2.0 * double(n) * reps / s / 1e9;
-}
-
 std::vector<int32_t> random_tokens(int n, int64_t vocab, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int32_t> pick(0, int32_t(std::min<int64_t>(vocab, 32000) - 1));
@@ -74,7 +61,7 @@ void bench_on_rank0(Engine& e, DistributedModel& dm, const Options& o) {
 
   const ModelConfig& c = e.checkpoint.config;
   const int ctx = e.model->max_seq();
-  double bandwidth = o.bandwidth_gbs > 0 ? o.bandwidth_gbs : measure_copy_bandwidth_gbs(*e.backend);
+  const double bandwidth = o.bandwidth_gbs > 0 ? o.bandwidth_gbs : e.copy_bandwidth_gbs;
   std::vector<Row> rows;
 
   for (int p : o.bench_prompt) {

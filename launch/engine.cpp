@@ -88,6 +88,18 @@ std::unique_ptr<Backend> make_backend(const Options& o, const ModelConfig& c, co
 
 }  // namespace
 
+double measure_copy_bandwidth_gbs(Backend& backend) {
+  const int64_t n = backend.device() == Device::CPU ? (int64_t(1) << 26) : (int64_t(1) << 30);
+  Tensor a = backend.alloc({n}, DType::I8), b = backend.alloc({n}, DType::I8);
+  b.copy_from(a);  // warm-up
+  const int reps = 10;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps; ++i) b.copy_from(a);
+  backend.synchronize();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * double(n) * reps / s / 1e9;
+}
+
 QuantSpec choose_quant(const Options& o, const Checkpoint& ck) {
   const auto* l2c = dynamic_cast<const Llama2cSource*>(ck.weights.get());
   const int file_group = l2c && l2c->version() == 2 ? l2c->group_size() : 0;
@@ -144,6 +156,11 @@ Engine start_engine(const Options& o, const RankInfo& ranks, bool want_tokenizer
   }
   // The memory plan, before anything is loaded: a model that cannot fit fails here, with numbers.
   e.quant = choose_quant(o, e.checkpoint);
+  // bench reports decode traffic against the copy bandwidth. It is measured now, while the
+  // device is empty: after loading, its 2 GiB of buffers would be memory the plan never
+  // counted (a 70B shard at --gpu-memory-limit 24GiB leaves a few hundred MiB).
+  if (o.command == Command::Bench && o.bandwidth_gbs <= 0 && ranks.rank == 0)
+    e.copy_bandwidth_gbs = measure_copy_bandwidth_gbs(*e.backend);
   e.comm->barrier();  // every rank reads the free memory before any rank allocates
   const int batch = agreed_batch_size(o, c, *e.backend, *e.comm, ranks, ctx, e.quant);
   Options planned = o;

@@ -28,10 +28,15 @@ struct Engine {
   QuantSpec quant;                   // how the linear layers are stored (--quant)
   MemoryPlan memory_plan;            // this rank's, checked before loading
   nlohmann::json memory_plans;       // rank 0: every rank's plan (bench JSON)
+  double copy_bandwidth_gbs = 0;     // bench, rank 0: measured before the weights were loaded
 };
 
 // --quant / --quant-group for this checkpoint (auto: int8 for llama2.c version 2 files).
 QuantSpec choose_quant(const Options& o, const Checkpoint& checkpoint);
+
+// Device copy bandwidth (bytes read + written per second) through `backend`, with buffers of
+// 1 GiB on a GPU (far past its L2). Call it before the model takes the device's memory.
+double measure_copy_bandwidth_gbs(Backend& backend);
 
 // Opens a model folder / .bin file, or builds dummy weights for a named shape or a config.
 Checkpoint open_model(const Options& o);
