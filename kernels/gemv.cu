@@ -328,6 +328,174 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
   }
 }
 
+// ---- int8 weights on the tensor cores ----------------------------------------------------
+// On the float path above, int8 weights leave the GEMV compute-bound: each weight takes two
+// instructions to become a float and one FMA (measured 2.6 of 4.1 TB/s on an H200, gate/up of
+// Llama-3-8B). Here a warp takes 8 row pairs (16 rows) at once as the A operand of
+// mma.m16n8k16 (f16 in, f32 sums): int8 to f16 is exact and takes one PRMT and one HSUB2 per
+// two weights. x is the B operand, every column the same, as two f16 parts (hi + lo: 22 bits)
+// scaled by a power of two that puts max|x| near 2^14, so neither overflows nor underflows and
+// the result matches the float path to ~1e-6. Lane (m = lane / 4, q = lane % 4) streams
+// 16-byte chunks 4s + q of pair m's two rows: the four lanes of a pair cover the 64 columns of
+// superchunk s, whose k order the mma may permute freely (B is permuted alike), and which lies
+// in one scale group (group % 64 == 0). Sums come back in C: row m (r0) and m + 8 (r1).
+
+constexpr int kPairsPerWarp = 8;
+constexpr int kSuperchunk = 64;  // columns per mma round of a warp (4 lanes x 16 bytes)
+
+__device__ __forceinline__ void mma_f16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                              uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#else
+  __trap();  // launch_gemv takes this path on compute capability 8.0 and later only
+#endif
+}
+
+// Two int8 of a word (bytes `lo` and lo + 1, biased by 128) as exact f16: 0x64XX is 1024 + XX,
+// less 1152 = 1024 + 128.
+template <int kLo>
+__device__ __forceinline__ uint32_t int8x2_to_half2(uint32_t biased) {
+  const uint32_t h = __byte_perm(biased, 0x64646464u, kLo == 0 ? 0x4140u : 0x4342u);
+  const __half2 v = __hsub2(*reinterpret_cast<const __half2*>(&h), __half2half2(__ushort_as_half(0x6480)));
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// x into shared memory as f16 parts, per 4 columns [hi0 hi1 hi2 hi3 lo0 lo1 lo2 lo3] (one
+// 16-byte load is one word's B operands); returns what the sums must be multiplied by.
+__device__ float stage_input_f16(const Params<int8_t>& p, float* s_x) {
+  stage_input(p, s_x);  // floats, normalized where asked
+  float mx = 0.f;
+  for (int i = threadIdx.x; i < p.k; i += blockDim.x) mx = fmaxf(mx, fabsf(s_x[i]));
+  mx = block_max(mx);  // its barriers also end every read of s_x above
+  const int e = mx > 0.f ? min(max(14 - ilogbf(mx), -100), 100) : 0;
+  const float mult = ldexpf(1.f, e);
+  for (int g = threadIdx.x; g < p.k / 4; g += blockDim.x) {
+    const float4 v = reinterpret_cast<const float4*>(s_x)[g];
+    const float f[4] = {v.x * mult, v.y * mult, v.z * mult, v.w * mult};
+    __half hi[4], lo[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      hi[i] = __float2half_rn(f[i]);
+      lo[i] = __float2half_rn(f[i] - __half2float(hi[i]));
+    }
+    uint4 out;
+    const __half2 h01 = __halves2half2(hi[0], hi[1]), h23 = __halves2half2(hi[2], hi[3]);
+    const __half2 l01 = __halves2half2(lo[0], lo[1]), l23 = __halves2half2(lo[2], lo[3]);
+    out.x = *reinterpret_cast<const uint32_t*>(&h01);
+    out.y = *reinterpret_cast<const uint32_t*>(&h23);
+    out.z = *reinterpret_cast<const uint32_t*>(&l01);
+    out.w = *reinterpret_cast<const uint32_t*>(&l23);
+    reinterpret_cast<uint4*>(s_x)[g] = out;  // in place: this thread alone read group g
+  }
+  __syncthreads();
+  return 1.f / mult;
+}
+
+// Blocks take octets of 8 pairs as gemv_kernel takes pairs; warps_per_pair warps share an
+// octet, warp w taking superchunks w, w + wpp, ...
+template <GemvEpilogue E>
+__global__ void __launch_bounds__(kWarps * 32) gemv_int8_mma_kernel(Params<int8_t> p) {
+  extern __shared__ float4 smem4[];
+  float* s_x = reinterpret_cast<float*>(smem4);
+  __shared__ float s_part[2][kWarps][kPairsPerWarp];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wpp = p.warps_per_pair;
+  const int groups = kWarps / wpp, group = warp / wpp, sub = warp % wpp, m = lane / 4, q = lane % 4;
+  const int n_oct = cdiv(p.n_pairs, kPairsPerWarp);
+  const int begin = int(int64_t(n_oct) * blockIdx.x / gridDim.x);
+  const int end = int(int64_t(n_oct) * (blockIdx.x + 1) / gridDim.x);
+  const int rounds = cdiv(end - begin, groups);
+  const int n_sc = p.k / kSuperchunk;
+  const int n_iter = cdiv(n_sc, kUnroll * wpp);  // batches per octet, the same for every warp
+  auto pair_of = [&](int round) { return (begin + round * groups + group) * kPairsPerWarp + m; };
+  auto rows_of = [&](int round, int& r0, int& r1) {
+    const int pair = pair_of(round);
+    r0 = (pair / p.half) * 2 * p.half + pair % p.half;
+    r1 = r0 + p.half < p.rows ? r0 + p.half : r0;
+    return begin + round * groups + group < end && pair < p.n_pairs;
+  };
+  // Batch `it` of an octet: superchunks sub + (it * kUnroll + u) * wpp, chunk 4 s + q of each row.
+  auto load = [&](int round, int it, Batch<int8_t>& b) {
+    int r0, r1;
+    const bool valid = rows_of(round, r0, r1);
+    const uint4* w0 = reinterpret_cast<const uint4*>(p.w + size_t(r0) * p.k);
+    const uint4* w1 = reinterpret_cast<const uint4*>(p.w + size_t(r1) * p.k);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int sc = sub + (it * kUnroll + u) * wpp, c = 4 * sc + q;
+      const bool ok = valid && sc < n_sc;
+      const int g = p.chunk_shift >= 0 ? c >> p.chunk_shift : c / p.chunks_per_group;
+      b.u0[u] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
+      b.u1[u] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
+      b.s0[u] = ok ? __ldg(p.scales + size_t(r0) * p.groups + g) : 0.f;
+      b.s1[u] = ok ? __ldg(p.scales + size_t(r1) * p.groups + g) : 0.f;
+    }
+  };
+
+  Batch<int8_t> cur;
+  if (rounds > 0 && n_iter > 0) load(0, 0, cur);
+  wait_for_previous_kernel();
+  release_next_kernel();
+  const float x_scale = stage_input_f16(p, s_x);
+  const uint4* s_xw = reinterpret_cast<const uint4*>(s_x);  // one entry per 4 columns
+
+  float a0 = 0.f, a1 = 0.f;
+  int round = 0, it = 0;
+  for (int b = 0; b < rounds * n_iter; ++b) {
+    const int next_round = it + 1 == n_iter ? round + 1 : round, next_it = it + 1 == n_iter ? 0 : it + 1;
+    Batch<int8_t> next;
+    if (next_round < rounds) load(next_round, next_it, next);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int sc = sub + (it * kUnroll + u) * wpp;
+      if (sc >= n_sc) break;  // the same for the whole warp (the mma needs every lane)
+      const uint32_t w0[4] = {cur.u0[u].x, cur.u0[u].y, cur.u0[u].z, cur.u0[u].w};
+      const uint32_t w1[4] = {cur.u1[u].x, cur.u1[u].y, cur.u1[u].z, cur.u1[u].w};
+      float hi[4] = {0.f, 0.f, 0.f, 0.f}, lo[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t b0 = w0[j] ^ 0x80808080u, b1 = w1[j] ^ 0x80808080u;
+        const uint32_t a0r = int8x2_to_half2<0>(b0), a2r = int8x2_to_half2<2>(b0);
+        const uint32_t a1r = int8x2_to_half2<0>(b1), a3r = int8x2_to_half2<2>(b1);
+        const uint4 xv = s_xw[(16 * (4 * sc + q) + 4 * j) / 4];
+        mma_f16_16816(hi, a0r, a1r, a2r, a3r, xv.x, xv.y);
+        mma_f16_16816(lo, a0r, a1r, a2r, a3r, xv.z, xv.w);
+      }
+      a0 += (hi[0] + lo[0]) * cur.s0[u];
+      a1 += (hi[2] + lo[2]) * cur.s1[u];
+    }
+    if (it == n_iter - 1) {
+      if (wpp > 1) {
+        __syncthreads();  // the previous round's partials have been read
+        if (q == 0) s_part[0][warp][m] = a0, s_part[1][warp][m] = a1;
+        __syncthreads();
+        a0 = a1 = 0.f;
+        for (int w = group * wpp; w < (group + 1) * wpp; ++w) a0 += s_part[0][w][m], a1 += s_part[1][w][m];
+      }
+      int r0, r1;
+      if (rows_of(round, r0, r1) && q == 0 && sub == 0)
+        finish_pair<E>(p, pair_of(round), r0, r0 + p.half, a0 * x_scale, a1 * x_scale);
+      a0 = a1 = 0.f;
+    }
+    cur = next;
+    round = next_round, it = next_it;
+  }
+}
+
+// Whether int8 products take gemv_int8_mma_kernel: Ampere or later, whole superchunks and scale
+// groups, x staged (LLAMA_TP_INT8_MMA=0 keeps the float path, for comparisons).
+bool int8_mma_applies(int k, int group, bool vec, bool staged) {
+  static const bool allowed = [] {
+    const char* v = std::getenv("LLAMA_TP_INT8_MMA");
+    return !(v && v[0] == '0');
+  }();
+  return allowed && vec && staged && k % kSuperchunk == 0 && group % kSuperchunk == 0 &&
+         device_attribute<cudaDevAttrComputeCapabilityMajor>(0) >= 8;
+}
+
 // Blocks for n_pairs row pairs, `groups` pairs per block and round, `fit` blocks per SM. Every
 // block takes the same number of rounds m (its pairs split evenly); the busiest SM holds
 // ceil(blocks / SMs) blocks of m rounds. Of the m whose load is within 10% of the least, the
@@ -349,22 +517,27 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
   return std::min(blocks_for(max_rounds), fit * sms);
 }
 
-template <typename W, GemvEpilogue E, bool kStaged, bool kVec>
-void launch_typed(const Params<W>& p, size_t smem, cudaStream_t stream) {
-  auto kernel = gemv_kernel<W, E, kStaged, kVec>;
-  // Blocks of this kernel that fit on one SM at this shared-memory size (asked once per size).
-  static int cached_smem[64] = {}, cached_fit[64] = {};
-  static int cached_n = 0;
-  int fit = 0;
+// Blocks of `kernel` (kWarps warps) resident on one SM at this shared-memory size, asked once
+// per kernel and size (and the opt-in above 48 KiB set then).
+int resident_blocks(const void* kernel, size_t smem) {
+  static const void* cached_kernel[128] = {};
+  static size_t cached_smem[128] = {};
+  static int cached_fit[128] = {}, cached_n = 0;
   for (int i = 0; i < cached_n; ++i)
-    if (cached_smem[i] == int(smem)) fit = cached_fit[i];
-  if (fit == 0) {
-    if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kWarps * 32, smem));
-    fit = fit > 0 ? fit : 1;
-    if (cached_n < 64) cached_smem[cached_n] = int(smem), cached_fit[cached_n++] = fit;
-  }
-  const int blocks = gemv_grid(p.n_pairs, kWarps / p.warps_per_pair, fit, sm_count());
+    if (cached_kernel[i] == kernel && cached_smem[i] == smem) return cached_fit[i];
+  if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  int fit = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kWarps * 32, smem));
+  fit = std::max(fit, 1);
+  if (cached_n < 128) cached_kernel[cached_n] = kernel, cached_smem[cached_n] = smem, cached_fit[cached_n++] = fit;
+  return fit;
+}
+
+// `units` (row pairs, or octets of them) over blocks of kWarps / p.warps_per_pair groups.
+template <typename W>
+void launch_units(void (*kernel)(Params<W>), const Params<W>& p, int units, size_t smem, cudaStream_t stream) {
+  const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), smem);
+  const int blocks = gemv_grid(units, kWarps / p.warps_per_pair, fit, sm_count());
   CUDA_CHECK(launch(kernel, dim3(blocks), dim3(kWarps * 32), smem, stream, true, p));
 }
 
@@ -372,9 +545,9 @@ template <typename W, GemvEpilogue E>
 void launch_epilogue(const Params<W>& p, bool staged, bool vec, cudaStream_t stream) {
   const size_t smem = staged ? sizeof(float) * size_t(p.k) : 0;
   if (staged)
-    vec ? launch_typed<W, E, true, true>(p, smem, stream) : launch_typed<W, E, true, false>(p, smem, stream);
+    launch_units(vec ? gemv_kernel<W, E, true, true> : gemv_kernel<W, E, true, false>, p, p.n_pairs, smem, stream);
   else
-    vec ? launch_typed<W, E, false, true>(p, smem, stream) : launch_typed<W, E, false, false>(p, smem, stream);
+    launch_units(vec ? gemv_kernel<W, E, false, true> : gemv_kernel<W, E, false, false>, p, p.n_pairs, smem, stream);
 }
 
 template <typename W>
@@ -405,13 +578,33 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
       p.rows = n, p.n_pairs = n / 2, p.half = rope->head_dim / 2;
       break;
   }
-  p.warps_per_pair = wpp > 0 ? wpp : gemv_warps_per_row(p.rows, k, w.dtype);
-  LLAMA_TP_CHECK(p.warps_per_pair == 1 || p.warps_per_pair == 2 || p.warps_per_pair == 4 || p.warps_per_pair == 8,
-                 "gemv: warps_per_row must be 1, 2, 4 or 8, not ", p.warps_per_pair);
   const bool staged = gemv_stages_input(k);
   LLAMA_TP_CHECK(staged || !in.norm, "gemv: rows of ", k, " are too long for the fused norm");
   const bool vec = k % kElems<W> == 0 && aligned16(w.data) && (staged || aligned16(in.x)) &&
                    (!kInt8 || w.group % 16 == 0);
+  LLAMA_TP_CHECK(wpp == 0 || wpp == 1 || wpp == 2 || wpp == 4 || wpp == 8,
+                 "gemv: warps_per_row must be 1, 2, 4 or 8, not ", wpp);
+  if constexpr (kInt8) {
+    if (int8_mma_applies(k, w.group, vec, staged)) {
+      // Octets of pairs; more warps share one while the octets alone leave SMs idle.
+      const int octets = cdiv(p.n_pairs, kPairsPerWarp), superchunks = k / kSuperchunk;
+      p.warps_per_pair = wpp;
+      if (wpp == 0) {
+        p.warps_per_pair = 1;
+        while (p.warps_per_pair < kWarps && cdiv(octets, kWarps / p.warps_per_pair) < 2 * sm_count() &&
+               superchunks >= 2 * p.warps_per_pair * kUnroll)
+          p.warps_per_pair *= 2;
+      }
+      const size_t smem = sizeof(float) * size_t(k);
+      switch (e) {
+        case GemvEpilogue::Store: launch_units(gemv_int8_mma_kernel<GemvEpilogue::Store>, p, octets, smem, stream); break;
+        case GemvEpilogue::Swiglu: launch_units(gemv_int8_mma_kernel<GemvEpilogue::Swiglu>, p, octets, smem, stream); break;
+        case GemvEpilogue::RopeKv: launch_units(gemv_int8_mma_kernel<GemvEpilogue::RopeKv>, p, octets, smem, stream); break;
+      }
+      return;
+    }
+  }
+  p.warps_per_pair = wpp > 0 ? wpp : gemv_warps_per_row(p.rows, k, w.dtype);
   switch (e) {
     case GemvEpilogue::Store: launch_epilogue<W, GemvEpilogue::Store>(p, staged, vec, stream); break;
     case GemvEpilogue::Swiglu: launch_epilogue<W, GemvEpilogue::Swiglu>(p, staged, vec, stream); break;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <random>
 
+#include "kernels/gemv_cuda.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_int8.h"
 #include "kernels/quantize.h"
@@ -84,6 +85,42 @@ TEST_P(CudaInt8, QuantizesLikeTheCpuAndGemvMatchesTheReference) {
       // multiplies x rounded to the compute dtype.
       const double tol = algo == Algo::Gemv ? 2e-5 : dt == DType::F32 ? 1e-5 : dt == DType::BF16 ? 1e-2 : 3e-3;
       EXPECT_LT(rel_error(got.data(), ref.data(), s.n), tol) << at << (algo == Algo::Gemv ? " gemv" : " cublas");
+    }
+  }
+}
+
+// The tensor-core GEMV (kernels/gemv.cu) takes x as two f16 parts scaled by a power of two:
+// inputs far outside f16's range (1e-6, 3e5, and one row mixing 1e5 with 1e-3) and every
+// number of warps per octet keep the float path's precision. n = 515: a last octet of 1.5 pairs.
+TEST_P(CudaInt8, GemvKeepsPrecisionAtAnyInputScale) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  const DType dt = GetParam();
+  CudaBackend be(dt, 0);
+  const int n = 515, k = 2048, group = 128;
+  const auto w = rounded(random_floats(size_t(n) * k, fresh_seed()), dt);
+  LinearWeight lw = be.upload_linear(host_in(w, n, k, dt), QuantSpec::int8_groups(group));
+  std::vector<int8_t> q(size_t(n) * k);
+  std::vector<float> scales(size_t(n) * (k / group));
+  kernels::quantize_int8_cpu(q.data(), scales.data(), w.data(), n, k, group);
+  auto mixed = random_floats(k, fresh_seed());
+  for (int i = 0; i < k; ++i) mixed[size_t(i)] *= i % 7 == 0 ? 1e5f : 1e-3f;
+  for (float scale : {1e-6f, 1.f, 3e5f, 0.f}) {
+    auto x = random_floats(k, fresh_seed());
+    for (float& v : x) v *= scale;
+    if (scale == 0.f) x = mixed;
+    std::vector<float> ref(n);
+    kernels::matmul_int8_cpu(ref.data(), x.data(), q.data(), scales.data(), 1, n, k, group);
+    Tensor xd = Tensor::from_floats(x, {1, k}).to(Device::CUDA);
+    for (int wpp : {1, 2, 4, 8}) {
+      Tensor out = be.alloc({1, n}, DType::F32);
+      ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);  // NaN
+      kernels::GemvInput in;
+      in.x = static_cast<const float*>(xd.raw());
+      kernels::gemv_cuda(static_cast<float*>(out.raw()), in,
+                         kernels::GemvWeight{lw.values.raw(), DType::I8, static_cast<const float*>(lw.scales.raw()), group},
+                         n, k, kernels::GemvEpilogue::Store, nullptr, static_cast<cudaStream_t>(be.stream()), wpp);
+      const auto got = out.to_floats();
+      EXPECT_LT(rel_error(got.data(), ref.data(), n), 2e-5) << "x scale " << scale << ", " << wpp << " warps per octet";
     }
   }
 }
