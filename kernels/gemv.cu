@@ -287,8 +287,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     const int n_iter = cdiv(p.k / kElems<W>, per_batch);  // batches per pair
     const int total = rounds * n_iter;
     Batch<W> cur;
-    int r0, r1;
-    if (total > 0 && rows_of(0, r0, r1)) load_batch(p, r0, r1, t, stride, cur);
+    // Rows of the batch being summed (r, valid) and of the one being loaded (n, n_valid), found
+    // once per round (the pair's rows take divisions).
+    int r0 = 0, r1 = 0;
+    bool valid = total > 0 && rows_of(0, r0, r1);
+    if (valid) load_batch(p, r0, r1, t, stride, cur);
+    int n0 = r0, n1 = r1;
+    bool n_valid = valid;
     wait_for_previous_kernel();
     release_next_kernel();
     const float* x = p.in.x;
@@ -300,16 +305,17 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     int round = 0, it = 0;
     for (int b = 0; b < total; ++b) {
       const int next_round = it + 1 == n_iter ? round + 1 : round, next_it = it + 1 == n_iter ? 0 : it + 1;
+      if (next_it == 0) n_valid = next_round < rounds && rows_of(next_round, n0, n1);
       Batch<W> next;
-      int n0, n1;
-      if (next_round < rounds && rows_of(next_round, n0, n1)) load_batch(p, n0, n1, t + next_it * per_batch, stride, next);
-      if (rows_of(round, r0, r1)) dot_batch<W, kStaged>(p, cur, x, t + it * per_batch, stride, a0, a1);
+      if (n_valid) load_batch(p, n0, n1, t + next_it * per_batch, stride, next);
+      if (valid) dot_batch<W, kStaged>(p, cur, x, t + it * per_batch, stride, a0, a1);
       if (it == n_iter - 1) {
         finish(round, a0, a1);
         a0 = a1 = 0.f;
       }
       cur = next;
       round = next_round, it = next_it;
+      if (it == 0) r0 = n0, r1 = n1, valid = n_valid;
     }
   } else {
     wait_for_previous_kernel();
@@ -418,9 +424,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_mma_kernel(Params<int8_
     return begin + round * groups + group < end && pair < p.n_pairs;
   };
   // Batch `it` of an octet: superchunks sub + (it * kUnroll + u) * wpp, chunk 4 s + q of each row.
-  auto load = [&](int round, int it, Batch<int8_t>& b) {
-    int r0, r1;
-    const bool valid = rows_of(round, r0, r1);
+  auto load = [&](int r0, int r1, bool valid, int it, Batch<int8_t>& b) {
     const uint4* w0 = reinterpret_cast<const uint4*>(p.w + size_t(r0) * p.k);
     const uint4* w1 = reinterpret_cast<const uint4*>(p.w + size_t(r1) * p.k);
 #pragma unroll
@@ -436,7 +440,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_mma_kernel(Params<int8_
   };
 
   Batch<int8_t> cur;
-  if (rounds > 0 && n_iter > 0) load(0, 0, cur);
+  // Rows of the octet being loaded, found once per round (as gemv_kernel).
+  int n0 = 0, n1 = 0;
+  bool n_valid = rounds > 0 && n_iter > 0 && rows_of(0, n0, n1);
+  load(n0, n1, n_valid, 0, cur);
   wait_for_previous_kernel();
   release_next_kernel();
   const float x_scale = stage_input_f16(p, s_x);
@@ -446,8 +453,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_mma_kernel(Params<int8_
   int round = 0, it = 0;
   for (int b = 0; b < rounds * n_iter; ++b) {
     const int next_round = it + 1 == n_iter ? round + 1 : round, next_it = it + 1 == n_iter ? 0 : it + 1;
+    if (next_it == 0) n_valid = next_round < rounds && rows_of(next_round, n0, n1);
     Batch<int8_t> next;
-    if (next_round < rounds) load(next_round, next_it, next);
+    if (next_round < rounds) load(n0, n1, n_valid, next_it, next);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int sc = sub + (it * kUnroll + u) * wpp;
