@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dummy_fill.h"
 #include "runtime/error.h"
 #include "runtime/linear_weight.h"
 #include "runtime/tensor.h"
@@ -39,12 +40,18 @@ class Backend {
   virtual std::string name() const = 0;
 
   // Copies a host weight (any dtype) into this backend's storage for weights (CPU: float32;
-  // CUDA: its compute dtype).
+  // CUDA: its compute dtype). A tensor already on the device in that dtype is taken as it is.
   virtual Tensor upload_weight(const Tensor& host) = 0;
   // Uploads a linear layer's weight (host [out, in], any float dtype) stored as `quant` asks:
   // as upload_weight does, or int8 quantized here (runtime/linear_weight.h). The default
   // implementation refuses int8.
   virtual LinearWeight upload_linear(const Tensor& host, const QuantSpec& quant);
+  // A block of dummy weights (kernels/dummy_fill.h) of `shape` in `dtype`, made on this
+  // backend's device; undefined where the host makes them (the default).
+  virtual Tensor make_dummy_block(const kernels::DummyFill& fill, const std::vector<int64_t>& shape, DType dtype) {
+    (void)fill, (void)shape, (void)dtype;
+    return {};
+  }
   // Uninitialised buffer on this backend's device.
   virtual Tensor alloc(std::vector<int64_t> shape, DType dtype) = 0;
   // dtype of the KV cache (CPU: f32; CUDA: compute dtype).

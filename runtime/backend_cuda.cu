@@ -8,6 +8,7 @@
 #include "kernels/attention_prefill_cuda.h"
 #include "kernels/common_cuda.h"
 #include "kernels/convert_cuda.h"
+#include "kernels/dummy_fill_cuda.h"
 #include "kernels/embedding_cuda.h"
 #include "kernels/gemv_cuda.h"
 #include "kernels/matmul_cuda.h"
@@ -132,10 +133,18 @@ Tensor CudaBackend::alloc(std::vector<int64_t> shape, DType dtype) {
   return Tensor::empty(std::move(shape), dtype, Device::CUDA);
 }
 
+Tensor CudaBackend::make_dummy_block(const kernels::DummyFill& fill, const std::vector<int64_t>& shape, DType dtype) {
+  Tensor t = Tensor::empty(shape, dtype, Device::CUDA);
+  const int64_t rows = shape.size() == 1 ? 1 : shape.at(0), cols = shape.back();
+  kernels::dummy_fill_cuda(t.raw(), dtype, fill, rows, cols, stream_);
+  return t;
+}
+
 Tensor CudaBackend::upload_weight(const Tensor& src) {
   LLAMA_TP_CHECK(src.defined(), "upload_weight: empty tensor");
   LLAMA_TP_CHECK(is_float(src.dtype()), "upload_weight: weights must be f32, f16 or bf16, not ",
                  dtype_name(src.dtype()));
+  if (src.device() == Device::CUDA && src.dtype() == compute_dtype_) return src;  // made here (dummy weights)
   Tensor out = Tensor::empty(src.shape(), compute_dtype_, Device::CUDA);
   if (src.dtype() == compute_dtype_) {
     out.copy_from(src);

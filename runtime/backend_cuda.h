@@ -38,6 +38,7 @@ class CudaBackend : public Backend {
   // int8: the shard is copied in its own dtype and quantized on the GPU (backend_cuda_int8.cu).
   LinearWeight upload_linear(const Tensor& host, const QuantSpec& quant) override;
   Tensor alloc(std::vector<int64_t> shape, DType dtype) override;
+  Tensor make_dummy_block(const kernels::DummyFill& fill, const std::vector<int64_t>& shape, DType dtype) override;
   DType kv_dtype() const override { return kv_dtype_; }
 
   void embedding(Tensor& out, const Tensor& table, const Tensor& ids) override;

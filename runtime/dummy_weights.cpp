@@ -5,6 +5,7 @@
 #include <regex>
 #include <thread>
 
+#include "runtime/backend.h"
 #include "runtime/error.h"
 
 namespace llama_tp {
@@ -35,14 +36,6 @@ ModelConfig shape(int64_t dim, int64_t ffn, int64_t layers, int64_t heads, int64
   c.eos_token_ids = {vocab > 100000 ? 128001 : 2};
   c.dtype = DType::BF16;
   return c;
-}
-
-// splitmix64: a good 64-bit mix for counter-based random numbers.
-inline uint64_t mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
 }
 
 uint64_t name_hash(const std::string& s) {
@@ -108,31 +101,36 @@ TensorInfo DummyWeightSource::info(const std::string& name) const {
   return t;
 }
 
-Tensor DummyWeightSource::read_block(const std::string& name, int64_t row0, int64_t n_rows, int64_t col0,
-                                     int64_t n_cols, DType out) const {
+kernels::DummyFill DummyWeightSource::fill_for(const std::string& name, int64_t row0, int64_t n_rows, int64_t col0,
+                                               int64_t n_cols, std::vector<int64_t>& shape) const {
   const TensorInfo ti = info(name);
   const bool is_1d = ti.shape.size() == 1;
   const int64_t rows = is_1d ? 1 : ti.shape[0], cols = is_1d ? ti.shape[0] : ti.shape[1];
   LLAMA_TP_CHECK(row0 >= 0 && n_rows >= 0 && row0 + n_rows <= rows && col0 >= 0 && n_cols >= 0 && col0 + n_cols <= cols,
                  "block out of range for ", name);
+  shape = is_1d ? std::vector<int64_t>{n_cols} : std::vector<int64_t>{n_rows, n_cols};
   // Norm weights near 1 (as trained models have), matrices with variance 1/in_features so
   // activations keep a realistic scale through the layers, the embedding small.
-  const bool norm = is_1d;
-  const float center = norm ? 1.0f : 0.0f;
-  const float half_width = norm ? 0.1f : name == "model.embed_tokens.weight" ? 0.05f : std::sqrt(3.0f / float(cols));
-  const uint64_t base = mix(name_hash(name) ^ seed_);
-  std::vector<int64_t> shape = is_1d ? std::vector<int64_t>{n_cols} : std::vector<int64_t>{n_rows, n_cols};
+  kernels::DummyFill f;
+  f.base = kernels::splitmix64(name_hash(name) ^ seed_);
+  f.cols = cols;
+  f.row0 = row0;
+  f.col0 = col0;
+  f.center = is_1d ? 1.0f : 0.0f;
+  f.half_width = is_1d ? 0.1f : name == "model.embed_tokens.weight" ? 0.05f : std::sqrt(3.0f / float(cols));
+  return f;
+}
+
+Tensor DummyWeightSource::read_block(const std::string& name, int64_t row0, int64_t n_rows, int64_t col0,
+                                     int64_t n_cols, DType out) const {
+  std::vector<int64_t> shape;
+  const kernels::DummyFill f = fill_for(name, row0, n_rows, col0, n_cols, shape);
   Tensor t = Tensor::empty(shape, out);
   // Rows in parallel: a 70B model is 70e9 values to make.
   auto fill_rows = [&](int64_t r_begin, int64_t r_end) {
     std::vector<float> row(static_cast<size_t>(n_cols));
     for (int64_t r = r_begin; r < r_end; ++r) {
-      for (int64_t j = 0; j < n_cols; ++j) {
-        uint64_t bits = mix(base + uint64_t((row0 + r) * cols + col0 + j));
-        // (k + 0.5) / 2^24 is never exactly 1/2, so no value is exactly `center` (no zeros).
-        float u = (float(bits >> 40) + 0.5f) * (1.0f / 16777216.0f);
-        row[size_t(j)] = center + (2.0f * u - 1.0f) * half_width;
-      }
+      for (int64_t j = 0; j < n_cols; ++j) row[size_t(j)] = kernels::dummy_value(f, r, j);
       convert_from_f32(row.data(), out, static_cast<char*>(t.raw()) + size_t(r * n_cols) * dtype_size(out), row.size());
     }
   };
@@ -143,6 +141,14 @@ Tensor DummyWeightSource::read_block(const std::string& name, int64_t row0, int6
     threads.emplace_back(fill_rows, n_rows * i / n_threads, n_rows * (i + 1) / n_threads);
   for (auto& th : threads) th.join();
   return t;
+}
+
+Tensor DummyWeightSource::read_block_for(Backend& backend, const std::string& name, int64_t row0, int64_t n_rows,
+                                         int64_t col0, int64_t n_cols, DType out) const {
+  std::vector<int64_t> shape;
+  const kernels::DummyFill f = fill_for(name, row0, n_rows, col0, n_cols, shape);
+  Tensor t = backend.make_dummy_block(f, shape, out);
+  return t.defined() ? t : read_block(name, row0, n_rows, col0, n_cols, out);
 }
 
 Checkpoint dummy_checkpoint(const ModelConfig& config, const std::string& label) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dummy_fill.h"
 #include "runtime/weight_source.h"
 
 namespace llama_tp {
@@ -22,9 +23,16 @@ class DummyWeightSource final : public WeightSource {
   TensorInfo info(const std::string& name) const override;
   Tensor read_block(const std::string& name, int64_t row0, int64_t n_rows, int64_t col0, int64_t n_cols,
                     DType out) const override;
+  // On a GPU backend the block is made there (kernels/dummy_fill_cuda.h), the same bits.
+  Tensor read_block_for(Backend& backend, const std::string& name, int64_t row0, int64_t n_rows, int64_t col0,
+                        int64_t n_cols, DType out) const override;
   std::string describe(const std::string& name) const override { return "dummy weights"; }
 
  private:
+  // The fill of a block, after checking it lies inside the tensor; `shape` gets the block's.
+  kernels::DummyFill fill_for(const std::string& name, int64_t row0, int64_t n_rows, int64_t col0, int64_t n_cols,
+                              std::vector<int64_t>& shape) const;
+
   ModelConfig config_;
   uint64_t seed_;
 };

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "runtime/error.h"
+#include "runtime/weight_block.h"
 
 namespace llama_tp {
 namespace {
@@ -20,14 +21,14 @@ float round_to_dtype(float v, DType t) {
 
 std::string layer_name(int l, const char* rest) { return "model.layers." + std::to_string(l) + "." + rest; }
 
-// Stacks host blocks (same dtype and column count) row-wise into one host tensor.
+// Stacks blocks (same dtype, column count and device) row-wise into one tensor on their device.
 Tensor stack_rows(const std::vector<Tensor>& blocks) {
   int64_t rows = 0;
   for (const Tensor& b : blocks) rows += b.dim(0);
-  Tensor out = Tensor::empty({rows, blocks.at(0).dim(1)}, blocks[0].dtype());
+  Tensor out = Tensor::empty({rows, blocks.at(0).dim(1)}, blocks[0].dtype(), blocks[0].device());
   char* dst = static_cast<char*>(out.raw());
   for (const Tensor& b : blocks) {
-    std::memcpy(dst, b.raw(), b.nbytes());
+    copy_bytes(dst, out.device(), b.raw(), b.device(), b.nbytes());
     dst += b.nbytes();
   }
   return out;
@@ -45,14 +46,20 @@ size_t ModelWeights::nbytes() const {
 ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const WeightSource& src, Backend& backend,
                           const QuantSpec& quant) {
   const int64_t hd = c.head_dim, dim = c.dim;
-  // Read in the checkpoint's own dtype; the backend converts once on upload.
+  // Read in the checkpoint's own dtype (dummy weights: made on the backend's device); the
+  // backend converts once on upload.
   auto rows = [&](const std::string& name, int64_t r0, int64_t n) {
-    return src.read_block(name, r0, n, 0, src.info(name).shape.at(1), src.info(name).dtype);
+    return src.read_block_for(backend, name, r0, n, 0, src.info(name).shape.at(1), src.info(name).dtype);
   };
   auto cols = [&](const std::string& name, int64_t c0, int64_t n) {
-    return src.read_block(name, 0, src.info(name).shape.at(0), c0, n, src.info(name).dtype);
+    return src.read_block_for(backend, name, 0, src.info(name).shape.at(0), c0, n, src.info(name).dtype);
   };
-  auto whole = [&](const std::string& name) { return backend.upload_weight(read_whole(src, name, src.info(name).dtype)); };
+  auto whole = [&](const std::string& name) {
+    const TensorInfo info = src.info(name);
+    LLAMA_TP_CHECK(info.shape.size() <= 2, "tensor ", name, " has ", info.shape.size(), " dimensions, not 1 or 2");
+    return backend.upload_weight(
+        src.read_block_for(backend, name, 0, block_rows(info.shape), 0, block_cols(info.shape), info.dtype));
+  };
   auto linear = [&](const Tensor& host) { return backend.upload_linear(host, quant); };
 
   ModelWeights w;

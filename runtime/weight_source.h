@@ -13,6 +13,8 @@
 
 namespace llama_tp {
 
+class Backend;
+
 struct TensorInfo {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
@@ -29,6 +31,13 @@ class WeightSource {
   // tensor of shape [n_rows, n_cols] (1-D: [n_cols]) in dtype `out`.
   virtual Tensor read_block(const std::string& name, int64_t row0, int64_t n_rows, int64_t col0,
                             int64_t n_cols, DType out) const = 0;
+  // read_block, made directly where `backend` keeps its tensors when this source can (dummy
+  // weights on a GPU), else read_block's host tensor; upload_weight and upload_linear take either.
+  virtual Tensor read_block_for(Backend& backend, const std::string& name, int64_t row0, int64_t n_rows, int64_t col0,
+                                int64_t n_cols, DType out) const {
+    (void)backend;
+    return read_block(name, row0, n_rows, col0, n_cols, out);
+  }
   // Where the tensors come from, for messages ("model-00001-of-00003.safetensors", ...).
   virtual std::string describe(const std::string& name) const = 0;
 };

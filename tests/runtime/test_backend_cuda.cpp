@@ -259,6 +259,28 @@ std::unique_ptr<Model> make_model(const ModelConfig& c, Backend& be, Communicato
   return m;
 }
 
+// Dummy weights made on the GPU are the host's bits: every kind of tensor (norm, embedding,
+// matrices), blocks that start inside the tensor (a rank's rows or columns), all dtypes.
+TEST(DummyWeightsCuda, BlocksMadeOnTheGpuAreTheHostsBits) {
+  SKIP_WITHOUT_GPU();
+  ModelConfig c = small_config(192, 6, 2, DType::BF16);
+  c.vocab_size = 70001;  // a wide vocabulary: the embedding block starts at row 60001
+  DummyWeightSource source(c, 7);
+  CudaBackend be(DType::BF16, 0);
+  struct Block { const char* name; int64_t row0, n_rows, col0, n_cols; };
+  for (DType dt : {DType::BF16, DType::F16, DType::F32})
+    for (Block b : {Block{"model.norm.weight", 0, 1, 5, 150}, Block{"model.embed_tokens.weight", 60001, 9999, 0, 192},
+                    Block{"model.layers.1.self_attn.q_proj.weight", 32, 96, 0, 192},
+                    Block{"model.layers.0.mlp.down_proj.weight", 0, 192, 17, 301}}) {
+      const Tensor host = source.read_block(b.name, b.row0, b.n_rows, b.col0, b.n_cols, dt);
+      const Tensor dev = source.read_block_for(be, b.name, b.row0, b.n_rows, b.col0, b.n_cols, dt);
+      ASSERT_EQ(dev.device(), Device::CUDA) << b.name;
+      ASSERT_EQ(dev.shape(), host.shape()) << b.name;
+      const Tensor back = dev.to(Device::CPU);
+      EXPECT_EQ(std::memcmp(back.raw(), host.raw(), host.nbytes()), 0) << b.name << " " << dtype_name(dt);
+    }
+}
+
 // The same work queued the same way gives the same bits; allow only rounding-level noise (a
 // graph that read a stale position or buffer would be far off).
 void expect_same(const std::vector<float>& a, const std::vector<float>& b, const std::string& where) {
