@@ -502,20 +502,6 @@ DecodeKernel decode_kernel(DType cache_dtype, int kg) {
   return k;
 }
 
-// Blocks of `kernel` resident on one SM at this shared-memory size (asked once per pair).
-int resident_blocks(DecodeKernel kernel, size_t smem) {
-  static DecodeKernel cached_kernel[32] = {};
-  static size_t cached_smem[32] = {};
-  static int cached_fit[32] = {}, cached_n = 0;
-  for (int i = 0; i < cached_n; ++i)
-    if (cached_kernel[i] == kernel && cached_smem[i] == smem) return cached_fit[i];
-  int fit = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kDecThreads, smem));
-  fit = std::max(fit, 1);
-  if (cached_n < 32) cached_kernel[cached_n] = kernel, cached_smem[cached_n] = smem, cached_fit[cached_n++] = fit;
-  return fit;
-}
-
 // The decode kernel takes one token, 16-byte rows (head_dim a multiple of the vector width, at
 // most 32 vectors) and up to 8 query heads per kv head; with the position on the device it needs
 // the split counters. Other cases go to the general kernel.
@@ -532,8 +518,8 @@ DecodePlan decode_plan(const AttentionArgs& a) {
   // would double the time.
   const int rows = kDecThreads / p.lanes;
   const size_t base_smem = sizeof(float) * (std::max(p.kg * kDecChunk, rows * p.kg * a.head_dim) + 3 * p.kg);
-  const int fit = std::min(kBlocksPerSm, resident_blocks(decode_kernel(a.cache_dtype, p.kg),
-                                                         base_smem + sizeof(float) * p.kg * kDecMaxSplits));
+  const void* kernel = reinterpret_cast<const void*>(decode_kernel(a.cache_dtype, p.kg));
+  const int fit = std::min(kBlocksPerSm, resident_blocks(kernel, kDecThreads, base_smem + sizeof(float) * p.kg * kDecMaxSplits));
   const int max_keys = a.pos_dev ? a.max_seq : a.pos0 + 1;
   const int max_splits = std::min(cdiv(max_keys, kDecKeyStep), kDecMaxSplits);
   p.splits = std::clamp(fit * sm_count() / a.n_kv_heads, 1, max_splits);

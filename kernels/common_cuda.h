@@ -121,6 +121,34 @@ inline int sm_count() { return device_attribute<cudaDevAttrMultiProcessorCount>(
 // Most shared memory one block may use (opted in above the 48 KiB default).
 inline int smem_optin() { return device_attribute<cudaDevAttrMaxSharedMemoryPerBlockOptin>(48 * 1024); }
 
+// Blocks of `kernel` (`threads` threads, `smem` bytes of dynamic shared memory) resident on one
+// SM of the current device, asked once per kernel and size; the opt-in above 48 KiB is set then.
+inline int resident_blocks(const void* kernel, int threads, size_t smem) {
+  struct Entry {
+    const void* kernel;
+    int threads, device;
+    size_t smem;
+    int fit;
+  };
+  static Entry cache[256];
+  static int n = 0;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) cudaGetLastError();
+  for (int i = 0; i < n; ++i)
+    if (cache[i].kernel == kernel && cache[i].threads == threads && cache[i].smem == smem && cache[i].device == dev)
+      return cache[i].fit;
+  if (smem > 48 * 1024 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
+    LLAMA_TP_FAIL("cannot give a kernel ", smem, " bytes of shared memory: ", cudaGetErrorString(cudaGetLastError()));
+  int fit = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, threads, smem) != cudaSuccess) {
+    cudaGetLastError();
+    fit = 1;
+  }
+  fit = fit > 0 ? fit : 1;
+  if (n < 256) cache[n++] = Entry{kernel, threads, dev, smem, fit};
+  return fit;
+}
+
 // ---- Programmatic dependent launch (Hopper and later) ----
 // A kernel launched with launch(..., pdl = true) may start while the kernel before it on the
 // stream is still finishing: it must call wait_for_previous_kernel() before it reads anything

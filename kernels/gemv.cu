@@ -280,6 +280,19 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     if (rows_of(round, r0, r1) && lane == 0 && warp % wpp == 0) finish_pair<E>(p, pair, r0, r0 + p.half, a0, a1);
   };
 
+  // After the loads that need nothing from the kernel before: wait for it, let the next one
+  // start, and stage x (the normalized residual stream) where the kernel keeps it.
+  auto start_on_x = [&]() -> const float* {
+    wait_for_previous_kernel();
+    release_next_kernel();
+    if constexpr (kStaged) {
+      stage_input(p, s_x);
+      return s_x;
+    } else {
+      return p.in.x;
+    }
+  };
+
   if constexpr (kVec) {
     // Batches of loads, one ahead of the arithmetic: the first is issued before this kernel
     // waits for the one before it (weights do not depend on it) and before x is staged.
@@ -294,13 +307,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     if (valid) load_batch(p, r0, r1, t, stride, cur);
     int n0 = r0, n1 = r1;
     bool n_valid = valid;
-    wait_for_previous_kernel();
-    release_next_kernel();
-    const float* x = p.in.x;
-    if constexpr (kStaged) {
-      stage_input(p, s_x);
-      x = s_x;
-    }
+    const float* x = start_on_x();
     float a0 = 0.f, a1 = 0.f;
     int round = 0, it = 0;
     for (int b = 0; b < total; ++b) {
@@ -318,13 +325,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
       if (it == 0) r0 = n0, r1 = n1, valid = n_valid;
     }
   } else {
-    wait_for_previous_kernel();
-    release_next_kernel();
-    const float* x = p.in.x;
-    if constexpr (kStaged) {
-      stage_input(p, s_x);
-      x = s_x;
-    }
+    const float* x = start_on_x();
     for (int round = 0; round < rounds; ++round) {
       int r0, r1;
       float a0 = 0.f, a1 = 0.f;
@@ -525,26 +526,10 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
   return std::min(blocks_for(max_rounds), fit * sms);
 }
 
-// Blocks of `kernel` (kWarps warps) resident on one SM at this shared-memory size, asked once
-// per kernel and size (and the opt-in above 48 KiB set then).
-int resident_blocks(const void* kernel, size_t smem) {
-  static const void* cached_kernel[128] = {};
-  static size_t cached_smem[128] = {};
-  static int cached_fit[128] = {}, cached_n = 0;
-  for (int i = 0; i < cached_n; ++i)
-    if (cached_kernel[i] == kernel && cached_smem[i] == smem) return cached_fit[i];
-  if (smem > 48 * 1024) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  int fit = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, kWarps * 32, smem));
-  fit = std::max(fit, 1);
-  if (cached_n < 128) cached_kernel[cached_n] = kernel, cached_smem[cached_n] = smem, cached_fit[cached_n++] = fit;
-  return fit;
-}
-
 // `units` (row pairs, or octets of them) over blocks of kWarps / p.warps_per_pair groups.
 template <typename W>
 void launch_units(void (*kernel)(Params<W>), const Params<W>& p, int units, size_t smem, cudaStream_t stream) {
-  const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), smem);
+  const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
   const int blocks = gemv_grid(units, kWarps / p.warps_per_pair, fit, sm_count());
   CUDA_CHECK(launch(kernel, dim3(blocks), dim3(kWarps * 32), smem, stream, true, p));
 }
