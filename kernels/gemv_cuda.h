@@ -5,7 +5,10 @@
 //   - in front, the residual add and the RMSNorm of a pre-norm sublayer (GemvInput::norm),
 //   - behind, SwiGLU (gate/up) or RoPE plus the KV-cache write (q/k/v) (GemvEpilogue).
 // Each warp takes a pair of rows (the two halves a SwiGLU or a RoPE rotation combines), so one
-// read of x serves two rows; lanes stream the rows with 16-byte loads, several in flight.
+// read of x serves two rows; lanes stream the rows with 16-byte loads, a batch of them ahead of
+// the arithmetic, the first before the kernel waits for the one before it (programmatic
+// dependent launch). int8 weights in groups of 64 or more go through the tensor cores instead:
+// a warp takes 8 pairs as the A operand of an f16 mma (kernels/gemv.cu says why and how).
 #include <cuda_runtime.h>
 
 #include <cstdint>
