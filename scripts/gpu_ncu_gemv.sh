@@ -18,3 +18,10 @@ for pick in "gemv_kernel 2315 bf16-gate_up 1" "gemv_int8_mma 2315 int8-mma-gate_
   LLAMA_TP_INT8_MMA=$4 timeout 200 "$ncu" --clock-control none -k regex:"$1" --launch-skip "$2" --launch-count 1 \
     --metrics "$metrics" "$kbench" 2>&1 | grep -E "^\s+(smsp|dram|gpu__|sm__|l1tex|launch)" | awk '$NF != "0" && $NF != "0.00"' | sed 's/smsp__average_warps_issue_stalled_//'
 done
+# The tensor-core int8 kernel's machine code, by instruction kind (where cuobjdump is present):
+# the count per 16-byte chunk is what decides whether the kernel can stream at full bandwidth.
+if command -v cuobjdump >/dev/null && [[ -x .device-data/bin/llama_tp ]]; then
+  echo "=== SASS of gemv_int8_mma_kernel<Swiglu> (instruction kinds)"
+  cuobjdump --dump-sass --function-pattern 'gemv_int8_mma_kernel' .device-data/bin/llama_tp 2>/dev/null |
+    grep -oE '^\s+/\*[0-9a-f]+\*/\s+[A-Z][A-Z0-9_.]*' | awk '{print $2}' | sed 's/\..*//' | sort | uniq -c | sort -rn | head -25
+fi
