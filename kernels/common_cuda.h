@@ -72,29 +72,21 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Sum over the whole block, returned to every thread. blockDim.x must be a multiple of 32.
-__device__ __forceinline__ float block_sum(float v) {
+// warp_op over the whole block (identity: its neutral value), returned to every thread.
+// blockDim.x must be a multiple of 32.
+template <float (*warp_op)(float)>
+__device__ __forceinline__ float block_reduce(float v, float identity) {
   __shared__ float partial[32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  v = warp_sum(v);
+  v = warp_op(v);
   __syncthreads();  // partial[] may still be read by a previous call
   if (lane == 0) partial[warp] = v;
   __syncthreads();
-  v = lane < int(blockDim.x / 32) ? partial[lane] : 0.f;
-  return warp_sum(v);
+  v = lane < int(blockDim.x / 32) ? partial[lane] : identity;
+  return warp_op(v);
 }
-
-// Max over the whole block, returned to every thread (as block_sum).
-__device__ __forceinline__ float block_max(float v) {
-  __shared__ float partial[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  v = lane < int(blockDim.x / 32) ? partial[lane] : -INFINITY;
-  return warp_max(v);
-}
+__device__ __forceinline__ float block_sum(float v) { return block_reduce<warp_sum>(v, 0.f); }
+__device__ __forceinline__ float block_max(float v) { return block_reduce<warp_max>(v, -INFINITY); }
 
 __host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 __host__ __device__ inline int cdiv(int64_t a, int64_t b) { return int((a + b - 1) / b); }
@@ -149,6 +141,13 @@ inline int resident_blocks(const void* kernel, int threads, size_t smem) {
   return fit;
 }
 
+// Whether an optional fast path named by environment variable `name` may be taken: yes unless
+// the variable starts with '0' (for comparisons with the path it replaces).
+inline bool env_allows(const char* name) {
+  const char* v = std::getenv(name);
+  return !(v && v[0] == '0');
+}
+
 // ---- Programmatic dependent launch (Hopper and later) ----
 // A kernel launched with launch(..., pdl = true) may start while the kernel before it on the
 // stream is still finishing: it must call wait_for_previous_kernel() before it reads anything
@@ -174,10 +173,7 @@ __device__ __forceinline__ void release_next_kernel() {
 // the H100 it measured slower before the GEMV issued its first weight loads ahead of the wait:
 // the early blocks then had nothing to do.)
 inline bool pdl_enabled() {
-  static const bool allowed = [] {
-    const char* v = std::getenv("LLAMA_TP_PDL");
-    return !(v && v[0] == '0');
-  }();
+  static const bool allowed = env_allows("LLAMA_TP_PDL");
   return allowed && device_attribute<cudaDevAttrComputeCapabilityMajor>(0) >= 9;
 }
 

@@ -34,6 +34,20 @@ struct Params {
   GemvRope rope;
 };
 
+// Rows of pair `pair`: r0 and r1 = r0 + half, or r0 again where a Store pair's second row is
+// past the end (Params::n_pairs).
+template <typename W>
+__device__ __forceinline__ void pair_rows(const Params<W>& p, int pair, int& r0, int& r1) {
+  r0 = (pair / p.half) * 2 * p.half + pair % p.half;
+  r1 = r0 + p.half < p.rows ? r0 + p.half : r0;
+}
+
+// The scale of row r for 16-byte chunk c (a chunk lies in one scale group: group % 16 == 0).
+__device__ __forceinline__ float chunk_scale(const Params<int8_t>& p, int r, int c) {
+  const int g = p.chunk_shift >= 0 ? c >> p.chunk_shift : c / p.chunks_per_group;
+  return __ldg(p.scales + size_t(r) * p.groups + g);
+}
+
 template <bool kShared>
 __device__ __forceinline__ float4 load_x4(const float* x) {
   if constexpr (kShared)
@@ -117,10 +131,8 @@ __device__ __forceinline__ void load_batch(const Params<W>& p, int r0, int r1, i
     b.u0[j] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
     b.u1[j] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
     if constexpr (std::is_same_v<W, int8_t>) {
-      // A chunk lies in one scale group (group % 16 == 0).
-      const int g = p.chunk_shift >= 0 ? c >> p.chunk_shift : c / p.chunks_per_group;
-      b.s0[j] = ok ? __ldg(p.scales + size_t(r0) * p.groups + g) : 0.f;
-      b.s1[j] = ok ? __ldg(p.scales + size_t(r1) * p.groups + g) : 0.f;
+      b.s0[j] = ok ? chunk_scale(p, r0, c) : 0.f;
+      b.s1[j] = ok ? chunk_scale(p, r1, c) : 0.f;
     }
   }
 }
@@ -260,8 +272,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
   // Rows of the pair this warp group takes in `round` (r1 = r0 where a Store pair has one row).
   auto rows_of = [&](int round, int& r0, int& r1) {
     const int pair = begin + round * groups + group;
-    r0 = (pair / p.half) * 2 * p.half + pair % p.half;
-    r1 = r0 + p.half < p.rows ? r0 + p.half : r0;
+    pair_rows(p, pair, r0, r1);
     return pair < end;
   };
   // The pair's sums, across the warps that share it, into out.
@@ -420,8 +431,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_mma_kernel(Params<int8_
   auto pair_of = [&](int round) { return (begin + round * groups + group) * kPairsPerWarp + m; };
   auto rows_of = [&](int round, int& r0, int& r1) {
     const int pair = pair_of(round);
-    r0 = (pair / p.half) * 2 * p.half + pair % p.half;
-    r1 = r0 + p.half < p.rows ? r0 + p.half : r0;
+    pair_rows(p, pair, r0, r1);
     return begin + round * groups + group < end && pair < p.n_pairs;
   };
   // Batch `it` of an octet: superchunks sub + (it * kUnroll + u) * wpp, chunk 4 s + q of each row.
@@ -432,11 +442,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_mma_kernel(Params<int8_
     for (int u = 0; u < kUnroll; ++u) {
       const int sc = sub + (it * kUnroll + u) * wpp, c = 4 * sc + q;
       const bool ok = valid && sc < n_sc;
-      const int g = p.chunk_shift >= 0 ? c >> p.chunk_shift : c / p.chunks_per_group;
       b.u0[u] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
       b.u1[u] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
-      b.s0[u] = ok ? __ldg(p.scales + size_t(r0) * p.groups + g) : 0.f;
-      b.s1[u] = ok ? __ldg(p.scales + size_t(r1) * p.groups + g) : 0.f;
+      b.s0[u] = ok ? chunk_scale(p, r0, c) : 0.f;
+      b.s1[u] = ok ? chunk_scale(p, r1, c) : 0.f;
     }
   };
 
@@ -497,10 +506,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_mma_kernel(Params<int8_
 // Whether int8 products take gemv_int8_mma_kernel: Ampere or later, whole superchunks and scale
 // groups, x staged (LLAMA_TP_INT8_MMA=0 keeps the float path, for comparisons).
 bool int8_mma_applies(int k, int group, bool vec, bool staged) {
-  static const bool allowed = [] {
-    const char* v = std::getenv("LLAMA_TP_INT8_MMA");
-    return !(v && v[0] == '0');
-  }();
+  static const bool allowed = env_allows("LLAMA_TP_INT8_MMA");
   return allowed && vec && staged && k % kSuperchunk == 0 && group % kSuperchunk == 0 &&
          device_attribute<cudaDevAttrComputeCapabilityMajor>(0) >= 8;
 }
@@ -524,6 +530,15 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
   for (int m = 1; m <= max_rounds; ++m)
     if (blocks_for(m) <= fit * sms && load_for(m) * 10 <= best * 11) return blocks_for(m);
   return std::min(blocks_for(max_rounds), fit * sms);
+}
+
+// Warps sharing each of `units` work units (row pairs, or octets of them) whose rows take
+// `lane_loads` 16-byte loads per lane of one warp: more while the grid is short of 2 blocks per
+// SM and each lane keeps at least two full batches of kUnroll loads.
+int warps_per_unit(int units, int lane_loads) {
+  int wpp = 1;
+  while (wpp < kWarps && cdiv(units, kWarps / wpp) < 2 * sm_count() && lane_loads >= 2 * wpp * kUnroll) wpp *= 2;
+  return wpp;
 }
 
 // `units` (row pairs, or octets of them) over blocks of kWarps / p.warps_per_pair groups.
@@ -580,14 +595,8 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
   if constexpr (kInt8) {
     if (int8_mma_applies(k, w.group, vec, staged)) {
       // Octets of pairs; more warps share one while the octets alone leave SMs idle.
-      const int octets = cdiv(p.n_pairs, kPairsPerWarp), superchunks = k / kSuperchunk;
-      p.warps_per_pair = wpp;
-      if (wpp == 0) {
-        p.warps_per_pair = 1;
-        while (p.warps_per_pair < kWarps && cdiv(octets, kWarps / p.warps_per_pair) < 2 * sm_count() &&
-               superchunks >= 2 * p.warps_per_pair * kUnroll)
-          p.warps_per_pair *= 2;
-      }
+      const int octets = cdiv(p.n_pairs, kPairsPerWarp);
+      p.warps_per_pair = wpp > 0 ? wpp : warps_per_unit(octets, k / kSuperchunk);
       const size_t smem = sizeof(float) * size_t(k);
       switch (e) {
         case GemvEpilogue::Store: launch_units(gemv_int8_mma_kernel<GemvEpilogue::Store>, p, octets, smem, stream); break;
@@ -610,13 +619,7 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
 bool gemv_stages_input(int k) { return k <= kMaxStagedK && size_t(k) * sizeof(float) <= size_t(smem_optin()); }
 
 int gemv_warps_per_row(int n, int k, DType w_dtype) {
-  // More warps per row pair while the grid is short of 2 blocks per SM and each lane keeps at
-  // least one full round of kUnroll loads.
-  const int vecs = k / (16 / int(dtype_size(w_dtype)));
-  const int pairs = cdiv(n, 2);
-  int wpp = 1;
-  while (wpp < kWarps && cdiv(pairs, kWarps / wpp) < 2 * sm_count() && vecs >= 2 * wpp * 32 * kUnroll) wpp *= 2;
-  return wpp;
+  return warps_per_unit(cdiv(n, 2), k / (16 / int(dtype_size(w_dtype))) / 32);
 }
 
 void gemv_cuda(float* out, const GemvInput& in, const GemvWeight& w, int n, int k, GemvEpilogue epilogue,

@@ -13,9 +13,11 @@ namespace llama_tp {
 
 namespace fs = std::filesystem;
 
-Tensor read_whole(const WeightSource& src, const std::string& name, DType out) {
+Tensor read_whole(const WeightSource& src, const std::string& name, DType out, Backend* backend) {
   const TensorInfo info = src.info(name);
-  Tensor t = src.read_block(name, 0, block_rows(info.shape), 0, block_cols(info.shape), out);
+  const int64_t rows = block_rows(info.shape), cols = block_cols(info.shape);
+  Tensor t = backend ? src.read_block_for(*backend, name, 0, rows, 0, cols, out)
+                     : src.read_block(name, 0, rows, 0, cols, out);
   return info.shape.size() > 2 ? t.reshaped(info.shape) : t;
 }
 

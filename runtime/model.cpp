@@ -6,7 +6,6 @@
 #include <iostream>
 
 #include "runtime/error.h"
-#include "runtime/weight_block.h"
 
 namespace llama_tp {
 namespace {
@@ -55,10 +54,7 @@ ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const Weight
     return src.read_block_for(backend, name, 0, src.info(name).shape.at(0), c0, n, src.info(name).dtype);
   };
   auto whole = [&](const std::string& name) {
-    const TensorInfo info = src.info(name);
-    LLAMA_TP_CHECK(info.shape.size() <= 2, "tensor ", name, " has ", info.shape.size(), " dimensions, not 1 or 2");
-    return backend.upload_weight(
-        src.read_block_for(backend, name, 0, block_rows(info.shape), 0, block_cols(info.shape), info.dtype));
+    return backend.upload_weight(read_whole(src, name, src.info(name).dtype, &backend));
   };
   auto linear = [&](const Tensor& host) { return backend.upload_linear(host, quant); };
 

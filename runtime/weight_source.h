@@ -42,8 +42,8 @@ class WeightSource {
   virtual std::string describe(const std::string& name) const = 0;
 };
 
-// Reads the whole tensor (convenience over read_block).
-Tensor read_whole(const WeightSource& src, const std::string& name, DType out);
+// Reads the whole tensor (convenience over read_block; with a backend, over read_block_for).
+Tensor read_whole(const WeightSource& src, const std::string& name, DType out, Backend* backend = nullptr);
 
 // A model folder or file opened for loading: its config and its weights.
 struct Checkpoint {
