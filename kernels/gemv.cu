@@ -131,8 +131,10 @@ __device__ __forceinline__ void load_batch(const Params<W>& p, int r0, int r1, i
     b.u0[j] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
     b.u1[j] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
     if constexpr (std::is_same_v<W, int8_t>) {
-      b.s0[j] = ok ? chunk_scale(p, r0, c) : 0.f;
-      b.s1[j] = ok ? chunk_scale(p, r1, c) : 0.f;
+      // Past the end: the scale of the last chunk, the one its 64 columns share on the tensor
+      // cores, where a lane past the end may hold the sums of the lanes before it.
+      b.s0[j] = chunk_scale(p, r0, min(c, nv - 1));
+      b.s1[j] = chunk_scale(p, r1, min(c, nv - 1));
     }
   }
 }
@@ -216,24 +218,49 @@ __device__ __forceinline__ void finish_pair(const Params<W>& p, int pair, int r0
   }
 }
 
+// Four norm weights from i (a multiple of 4; the pointer aligned for it) as floats.
+__device__ __forceinline__ float4 load_norm4(const void* w, DType t, int i) {
+  if (t == DType::F32) return *reinterpret_cast<const float4*>(static_cast<const float*>(w) + i);
+  const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const char*>(w) + size_t(i) * 2);
+  float f[8];
+  if (t == DType::BF16)
+    unpack(make_uint4(u.x, u.y, 0, 0), f, bf16{});
+  else
+    unpack(make_uint4(u.x, u.y, 0, 0), f, f16{});
+  return make_float4(f[0], f[1], f[2], f[3]);
+}
+
+constexpr int kStageLoads = 4;  // 16-byte loads per thread and operand in flight while staging x
+
 // x (or the normalized residual stream) into shared memory; block 0 also writes x_out. 16-byte
-// loads where the pointers allow, so the block waits for one round of loads, not several.
+// loads where the pointers allow, kStageLoads of each operand issued together, so that the
+// block waits for a few rounds of loads (x of 14336 floats: 4 rounds, not 14).
 template <typename W>
 __device__ void stage_input(const Params<W>& p, float* s_x) {
   const GemvInput& in = p.in;
   float ss = 0.f;
   const bool vec = p.k % 4 == 0 && aligned16(in.x) && (!in.delta || aligned16(in.delta));
+  const int n4 = p.k / 4, step = kStageLoads * blockDim.x;
+  float4* s_x4 = reinterpret_cast<float4*>(s_x);
   if (vec) {
     const float4* x4 = reinterpret_cast<const float4*>(in.x);
     const float4* d4 = reinterpret_cast<const float4*>(in.delta);
-    for (int i = threadIdx.x; i < p.k / 4; i += blockDim.x) {
-      float4 v = x4[i];
-      if (d4) {
-        const float4 d = d4[i];
-        v.x += d.x, v.y += d.y, v.z += d.z, v.w += d.w;
+    for (int base = threadIdx.x; base < n4; base += step) {
+      float4 v[kStageLoads], d[kStageLoads];
+#pragma unroll
+      for (int u = 0; u < kStageLoads; ++u) {
+        const int i = base + u * blockDim.x;
+        v[u] = i < n4 ? x4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+        d[u] = d4 && i < n4 ? d4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
       }
-      reinterpret_cast<float4*>(s_x)[i] = v;
-      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+#pragma unroll
+      for (int u = 0; u < kStageLoads; ++u) {
+        const int i = base + u * blockDim.x;
+        if (i >= n4) break;
+        const float4 e = make_float4(v[u].x + d[u].x, v[u].y + d[u].y, v[u].z + d[u].z, v[u].w + d[u].w);
+        s_x4[i] = e;
+        ss += e.x * e.x + e.y * e.y + e.z * e.z + e.w * e.w;
+      }
     }
   } else {
     for (int i = threadIdx.x; i < p.k; i += blockDim.x) {
@@ -246,19 +273,154 @@ __device__ void stage_input(const Params<W>& p, float* s_x) {
     ss = block_sum(ss);  // its barriers also make s_x visible to the whole block
     const float scale = 1.0f / sqrtf(ss / float(p.k) + in.eps);  // as rmsnorm_cuda
     const bool write_stream = in.x_out && blockIdx.x == 0;
-    for (int i = threadIdx.x; i < p.k; i += blockDim.x) {
-      const float v = s_x[i];
-      if (write_stream) in.x_out[i] = v;
-      s_x[i] = v * scale * load_norm(in.norm, in.norm_dtype, i);
+    const int norm_align = in.norm_dtype == DType::F32 ? 16 : 8;
+    if (p.k % 4 == 0 && reinterpret_cast<uintptr_t>(in.norm) % norm_align == 0 &&
+        (!write_stream || aligned16(in.x_out))) {
+      for (int base = threadIdx.x; base < n4; base += step) {
+        float4 g[kStageLoads];
+#pragma unroll
+        for (int u = 0; u < kStageLoads; ++u) {
+          const int i = base + u * blockDim.x;
+          g[u] = i < n4 ? load_norm4(in.norm, in.norm_dtype, 4 * i) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+#pragma unroll
+        for (int u = 0; u < kStageLoads; ++u) {
+          const int i = base + u * blockDim.x;
+          if (i >= n4) break;
+          const float4 v = s_x4[i];
+          if (write_stream) reinterpret_cast<float4*>(in.x_out)[i] = v;
+          s_x4[i] = make_float4(v.x * scale * g[u].x, v.y * scale * g[u].y, v.z * scale * g[u].z, v.w * scale * g[u].w);
+        }
+      }
+    } else {
+      for (int i = threadIdx.x; i < p.k; i += blockDim.x) {
+        const float v = s_x[i];
+        if (write_stream) in.x_out[i] = v;
+        s_x[i] = v * scale * load_norm(in.norm, in.norm_dtype, i);
+      }
     }
   }
   __syncthreads();
 }
 
+// ---- int8 weights on the tensor cores ----------------------------------------------------
+// On the float path, int8 weights leave the GEMV compute-bound: each weight takes two
+// instructions to become a float and one FMA. Instead, x is rounded to 24-bit integers per 64
+// columns (one scale each, kept in shared memory as three int8 planes: hi, mid, lo) and the
+// products run on the tensor cores as exact int8 x int8 sums (mma.m16n8k32.s8, int32): the
+// weights enter as loaded, with no conversion. The rounding of x (at most max|x| of its 64
+// columns / 2^24) is far below the int8 weights' own.
+//
+// The loads are those of the float kinds (a row pair per warp, 16-byte chunks t + j * stride),
+// which stream at full bandwidth. Within one mma, lane (g = lane / 4, u = lane % 4) gives the
+// A rows g and g + 8 the bytes of its chunk of rows r0 and r1, and the B column g the x parts
+// of the same columns. So A row g holds the 64 columns of the 4 chunks of lanes 4g..4g+3 of
+// r0 (row g + 8: those of r1) and B column g their x: the diagonal D[g][g] (D[g + 8][g]) is
+// r0's (r1's) dot over those 64 columns, in lane (g, g / 2); the other sums are discarded.
+// The 4 chunks lie in one x segment and, as the scale group is a multiple of 64, in one
+// weight scale group.
+
+constexpr int kSegment = 64;       // columns per x scale
+constexpr int kMaxQ = 0x7F7F7F;    // the largest |x| in 24 bits that splits into three int8
+
+__device__ __forceinline__ void mma_s8_16832(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                             uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#else
+  __trap();  // imma_applies takes this path on compute capability 8.0 and later only
+#endif
+}
+
+// Where the staged x lives for the tensor-core kind, after the floats: three planes of k
+// bytes, then one f32 scale per 64 columns.
+struct XPlanes {
+  const int8_t* hi;
+  const float* scale;
+  int k;
+};
+__host__ __device__ inline size_t imma_smem_bytes(int k) { return size_t(k) * 7 + sizeof(float) * size_t(cdiv(k, kSegment)); }
+
+// x (staged as floats in s_x, see stage_input) as 24-bit integers per 64 columns: 8 lanes per
+// segment, 8 neighbouring columns per lane. A NaN in x makes its warp's segments' scales NaN,
+// so that NaN reaches the output as on the float path.
+__device__ XPlanes quantize_staged_x(const float* s_x, int k) {
+  int8_t* planes = reinterpret_cast<int8_t*>(const_cast<float*>(s_x) + k);
+  float* scale = reinterpret_cast<float*>(planes + 3 * size_t(k));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  for (int s0 = 4 * warp; s0 < cdiv(k, kSegment); s0 += 4 * warps) {  // the same trips for the whole warp
+    const int s = s0 + lane / 8, i = s * kSegment + 8 * (lane % 8);  // k % 16 == 0: 8 columns or none
+    float v[8] = {};
+    if (i < k) {
+      const float4 a = *reinterpret_cast<const float4*>(s_x + i), b = *reinterpret_cast<const float4*>(s_x + i + 4);
+      v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    }
+    float mx = 0.f;
+    bool nan = false;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) mx = fmaxf(mx, fabsf(v[e])), nan |= v[e] != v[e];
+#pragma unroll
+    for (int o = 4; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    nan = __any_sync(0xffffffffu, nan);
+    if (i >= k) continue;
+    if (lane % 8 == 0) scale[s] = nan ? NAN : mx / float(kMaxQ);
+    const float inv = mx >= 1e-30f ? float(kMaxQ) / mx : 0.f;  // below 1e-30: as zeros
+    uint32_t part[3][2] = {};
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      int q = min(max(__float2int_rn(v[e] * inv), -kMaxQ), kMaxQ);
+      const int lo = ((q + 128) & 255) - 128;  // q = (hi * 256 + mid) * 256 + lo, each in [-127, 127]
+      q = (q - lo) >> 8;
+      const int mid = ((q + 128) & 255) - 128, hi = (q - mid) >> 8;
+      const int shift = 8 * (e % 4);
+      part[0][e / 4] |= uint32_t(uint8_t(hi)) << shift;
+      part[1][e / 4] |= uint32_t(uint8_t(mid)) << shift;
+      part[2][e / 4] |= uint32_t(uint8_t(lo)) << shift;
+    }
+#pragma unroll
+    for (int pl = 0; pl < 3; ++pl) *reinterpret_cast<uint2*>(planes + size_t(pl) * k + i) = make_uint2(part[pl][0], part[pl][1]);
+  }
+  __syncthreads();
+  return {planes, scale, k};
+}
+
+// The batch's share of the dots of its two rows with x, on the tensor cores (see above). Every
+// lane of the warp takes part in each mma: lanes past the row's end hold zero weights.
+__device__ __forceinline__ void dot_batch_imma(const Params<int8_t>& p, const Batch<int8_t>& b, const XPlanes& x,
+                                               int i, int stride, float& a0, float& a1) {
+  const int nv = p.k / 16, lane = threadIdx.x % 32, g = lane / 4;
+  const bool odd = g & 1, diag = lane % 4 == g / 2;
+  const uint4* hi = reinterpret_cast<const uint4*>(x.hi);
+  const int plane = x.k / 16;  // uint4 entries per plane
+#pragma unroll
+  for (int j = 0; j < kUnroll; ++j) {
+    const int c = i + j * stride;
+    if (c - lane >= nv) break;  // the same for the whole warp
+    const int cx = min(c, nv - 1);
+    const uint4 u0 = b.u0[j], u1 = b.u1[j];
+    int d[3][4] = {};
+#pragma unroll
+    for (int pl = 0; pl < 3; ++pl) {
+      const uint4 xv = hi[pl * plane + cx];
+      mma_s8_16832(d[pl], u0.x, u1.x, u0.y, u1.y, xv.x, xv.y);
+      mma_s8_16832(d[pl], u0.z, u1.z, u0.w, u1.w, xv.z, xv.w);
+    }
+    const float sx = diag ? x.scale[cx / 4] : 0.f;  // other lanes' sums are not r0's or r1's
+    const int h0 = odd ? d[0][1] : d[0][0], h1 = odd ? d[0][3] : d[0][2];
+    const int l0 = (odd ? d[1][1] : d[1][0]) * 256 + (odd ? d[2][1] : d[2][0]);
+    const int l1 = (odd ? d[1][3] : d[1][2]) * 256 + (odd ? d[2][3] : d[2][2]);
+    a0 += fmaf(float(h0), 65536.f, float(l0)) * (b.s0[j] * sx);
+    a1 += fmaf(float(h1), 65536.f, float(l1)) * (b.s1[j] * sx);
+  }
+}
+
 // Block b takes the row pairs [n_pairs * b / grid, n_pairs * (b + 1) / grid): the grid is what
 // stays resident at once (x is staged once per block) and every block gets the same share
-// within one pair. Its kWarps / warps_per_pair warp groups take the pairs in turn.
-template <typename W, GemvEpilogue E, bool kStaged, bool kVec>
+// within one pair. Its kWarps / warps_per_pair warp groups take the pairs in turn. kImma: int8
+// weights on the tensor cores (staged, vector loads only).
+template <typename W, GemvEpilogue E, bool kStaged, bool kVec, bool kImma = false>
 __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
   extern __shared__ float4 smem4[];
   float* s_x = reinterpret_cast<float*>(smem4);
@@ -305,35 +467,53 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
   };
 
   if constexpr (kVec) {
-    // Batches of loads, one ahead of the arithmetic: the first is issued before this kernel
-    // waits for the one before it (weights do not depend on it) and before x is staged.
+    // Batches of loads, two buffers that take turns: while a warp sums one, the other's loads
+    // are in flight, and they are issued again as soon as it has been summed (a copy from one
+    // buffer to the other would first wait for the loads). The first batch is issued before this
+    // kernel waits for the one before it (weights do not depend on it) and before x is staged.
     const int per_batch = kUnroll * stride;
     const int n_iter = cdiv(p.k / kElems<W>, per_batch);  // batches per pair
     const int total = rounds * n_iter;
-    Batch<W> cur;
-    // Rows of the batch being summed (r, valid) and of the one being loaded (n, n_valid), found
-    // once per round (the pair's rows take divisions).
-    int r0 = 0, r1 = 0;
-    bool valid = total > 0 && rows_of(0, r0, r1);
-    if (valid) load_batch(p, r0, r1, t, stride, cur);
-    int n0 = r0, n1 = r1;
-    bool n_valid = valid;
+    // Where a batch lies: its round and place in the pair, and the pair's rows (found once per
+    // round: they take divisions).
+    struct Cursor {
+      int round, it, r0, r1;
+      bool valid;
+    };
+    auto next_of = [&](Cursor c) {
+      if (++c.it == n_iter) c.it = 0, ++c.round, c.valid = c.round < rounds && rows_of(c.round, c.r0, c.r1);
+      return c;
+    };
+    auto load = [&](const Cursor& c, Batch<W>& b) {
+      if (c.valid) load_batch(p, c.r0, c.r1, t + c.it * per_batch, stride, b);
+    };
+    Cursor c0{0, 0, 0, 0, false};
+    c0.valid = total > 0 && rows_of(0, c0.r0, c0.r1);
+    Batch<W> buf[2];
+    load(c0, buf[0]);
     const float* x = start_on_x();
+    XPlanes planes{};
+    if constexpr (kImma) planes = quantize_staged_x(x, p.k);
     float a0 = 0.f, a1 = 0.f;
-    int round = 0, it = 0;
-    for (int b = 0; b < total; ++b) {
-      const int next_round = it + 1 == n_iter ? round + 1 : round, next_it = it + 1 == n_iter ? 0 : it + 1;
-      if (next_it == 0) n_valid = next_round < rounds && rows_of(next_round, n0, n1);
-      Batch<W> next;
-      if (n_valid) load_batch(p, n0, n1, t + next_it * per_batch, stride, next);
-      if (valid) dot_batch<W, kStaged>(p, cur, x, t + it * per_batch, stride, a0, a1);
-      if (it == n_iter - 1) {
-        finish(round, a0, a1);
+    auto sum = [&](const Cursor& c, const Batch<W>& b) {
+      if constexpr (kImma) {
+        if (c.valid) dot_batch_imma(p, b, planes, t + c.it * per_batch, stride, a0, a1);
+      } else {
+        if (c.valid) dot_batch<W, kStaged>(p, b, x, t + c.it * per_batch, stride, a0, a1);
+      }
+      if (c.it == n_iter - 1) {
+        finish(c.round, a0, a1);
         a0 = a1 = 0.f;
       }
-      cur = next;
-      round = next_round, it = next_it;
-      if (it == 0) r0 = n0, r1 = n1, valid = n_valid;
+    };
+    for (int b = 0; b < total; b += 2) {  // batch b in buf[0], b + 1 in buf[1]
+      const Cursor c1 = next_of(c0);
+      if (b + 1 < total) load(c1, buf[1]);
+      sum(c0, buf[0]);
+      const Cursor c2 = next_of(c1);
+      if (b + 2 < total) load(c2, buf[0]);
+      if (b + 1 < total) sum(c1, buf[1]);
+      c0 = c2;
     }
   } else {
     const float* x = start_on_x();
@@ -346,193 +526,27 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
   }
 }
 
-// ---- int8 weights on the tensor cores ----------------------------------------------------
-// On the float path above, int8 weights leave the GEMV compute-bound: each weight takes two
-// instructions to become a float and one FMA (measured 2.6 of 4.1 TB/s on an H200, gate/up of
-// Llama-3-8B). Here a warp takes 8 row pairs (16 rows) at once as the A operand of
-// mma.m16n8k16 (f16 in, f32 sums): int8 to f16 is exact and takes one PRMT and one HSUB2 per
-// two weights. x is the B operand, every column the same, as two f16 parts (hi + lo: 22 bits)
-// scaled by a power of two that puts max|x| near 2^14, so neither overflows nor underflows and
-// the result matches the float path to ~1e-6. Lane (m = lane / 4, q = lane % 4) streams
-// 16-byte chunks 4s + q of pair m's two rows: the four lanes of a pair cover the 64 columns of
-// superchunk s, whose k order the mma may permute freely (B is permuted alike), and which lies
-// in one scale group (group % 64 == 0). Sums come back in C: row m (r0) and m + 8 (r1).
-
-constexpr int kPairsPerWarp = 8;
-constexpr int kSuperchunk = 64;  // columns per mma round of a warp (4 lanes x 16 bytes)
-
-__device__ __forceinline__ void mma_f16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                              uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-  __trap();  // launch_gemv takes this path on compute capability 8.0 and later only
-#endif
-}
-
-// Two int8 of a word (bytes `lo` and lo + 1, biased by 128) as exact f16: 0x64XX is 1024 + XX,
-// less 1152 = 1024 + 128.
-template <int kLo>
-__device__ __forceinline__ uint32_t int8x2_to_half2(uint32_t biased) {
-  const uint32_t h = __byte_perm(biased, 0x64646464u, kLo == 0 ? 0x4140u : 0x4342u);
-  const __half2 v = __hsub2(*reinterpret_cast<const __half2*>(&h), __half2half2(__ushort_as_half(0x6480)));
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
-// x into shared memory as f16 parts, per 4 columns [hi0 hi1 hi2 hi3 lo0 lo1 lo2 lo3] (one
-// 16-byte load is one word's B operands); returns what the sums must be multiplied by.
-__device__ float stage_input_f16(const Params<int8_t>& p, float* s_x) {
-  stage_input(p, s_x);  // floats, normalized where asked
-  float mx = 0.f;
-  for (int i = threadIdx.x; i < p.k; i += blockDim.x) mx = fmaxf(mx, fabsf(s_x[i]));
-  mx = block_max(mx);  // its barriers also end every read of s_x above
-  const int e = mx > 0.f ? min(max(14 - ilogbf(mx), -100), 100) : 0;
-  const float mult = ldexpf(1.f, e);
-  for (int g = threadIdx.x; g < p.k / 4; g += blockDim.x) {
-    const float4 v = reinterpret_cast<const float4*>(s_x)[g];
-    const float f[4] = {v.x * mult, v.y * mult, v.z * mult, v.w * mult};
-    __half hi[4], lo[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      hi[i] = __float2half_rn(f[i]);
-      lo[i] = __float2half_rn(f[i] - __half2float(hi[i]));
-    }
-    uint4 out;
-    const __half2 h01 = __halves2half2(hi[0], hi[1]), h23 = __halves2half2(hi[2], hi[3]);
-    const __half2 l01 = __halves2half2(lo[0], lo[1]), l23 = __halves2half2(lo[2], lo[3]);
-    out.x = *reinterpret_cast<const uint32_t*>(&h01);
-    out.y = *reinterpret_cast<const uint32_t*>(&h23);
-    out.z = *reinterpret_cast<const uint32_t*>(&l01);
-    out.w = *reinterpret_cast<const uint32_t*>(&l23);
-    reinterpret_cast<uint4*>(s_x)[g] = out;  // in place: this thread alone read group g
-  }
-  __syncthreads();
-  return 1.f / mult;
-}
-
-// Blocks take octets of 8 pairs as gemv_kernel takes pairs; warps_per_pair warps share an
-// octet, warp w taking superchunks w, w + wpp, ...
-template <GemvEpilogue E>
-__global__ void __launch_bounds__(kWarps * 32) gemv_int8_mma_kernel(Params<int8_t> p) {
-  extern __shared__ float4 smem4[];
-  float* s_x = reinterpret_cast<float*>(smem4);
-  __shared__ float s_part[2][kWarps][kPairsPerWarp];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wpp = p.warps_per_pair;
-  const int groups = kWarps / wpp, group = warp / wpp, sub = warp % wpp, m = lane / 4, q = lane % 4;
-  const int n_oct = cdiv(p.n_pairs, kPairsPerWarp);
-  const int begin = int(int64_t(n_oct) * blockIdx.x / gridDim.x);
-  const int end = int(int64_t(n_oct) * (blockIdx.x + 1) / gridDim.x);
-  const int rounds = cdiv(end - begin, groups);
-  const int n_sc = p.k / kSuperchunk;
-  const int n_iter = cdiv(n_sc, kUnroll * wpp);  // batches per octet, the same for every warp
-  auto pair_of = [&](int round) { return (begin + round * groups + group) * kPairsPerWarp + m; };
-  auto rows_of = [&](int round, int& r0, int& r1) {
-    const int pair = pair_of(round);
-    pair_rows(p, pair, r0, r1);
-    return begin + round * groups + group < end && pair < p.n_pairs;
-  };
-  // Batch `it` of an octet: superchunks sub + (it * kUnroll + u) * wpp, chunk 4 s + q of each row.
-  auto load = [&](int r0, int r1, bool valid, int it, Batch<int8_t>& b) {
-    const uint4* w0 = reinterpret_cast<const uint4*>(p.w + size_t(r0) * p.k);
-    const uint4* w1 = reinterpret_cast<const uint4*>(p.w + size_t(r1) * p.k);
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int sc = sub + (it * kUnroll + u) * wpp, c = 4 * sc + q;
-      const bool ok = valid && sc < n_sc;
-      b.u0[u] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
-      b.u1[u] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
-      b.s0[u] = ok ? chunk_scale(p, r0, c) : 0.f;
-      b.s1[u] = ok ? chunk_scale(p, r1, c) : 0.f;
-    }
-  };
-
-  Batch<int8_t> cur;
-  // Rows of the octet being loaded, found once per round (as gemv_kernel).
-  int n0 = 0, n1 = 0;
-  bool n_valid = rounds > 0 && n_iter > 0 && rows_of(0, n0, n1);
-  load(n0, n1, n_valid, 0, cur);
-  wait_for_previous_kernel();
-  release_next_kernel();
-  const float x_scale = stage_input_f16(p, s_x);
-  const uint4* s_xw = reinterpret_cast<const uint4*>(s_x);  // one entry per 4 columns
-
-  float a0 = 0.f, a1 = 0.f;
-  int round = 0, it = 0;
-  for (int b = 0; b < rounds * n_iter; ++b) {
-    const int next_round = it + 1 == n_iter ? round + 1 : round, next_it = it + 1 == n_iter ? 0 : it + 1;
-    if (next_it == 0) n_valid = next_round < rounds && rows_of(next_round, n0, n1);
-    Batch<int8_t> next;
-    if (next_round < rounds) load(n0, n1, n_valid, next_it, next);
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int sc = sub + (it * kUnroll + u) * wpp;
-      if (sc >= n_sc) break;  // the same for the whole warp (the mma needs every lane)
-      const uint32_t w0[4] = {cur.u0[u].x, cur.u0[u].y, cur.u0[u].z, cur.u0[u].w};
-      const uint32_t w1[4] = {cur.u1[u].x, cur.u1[u].y, cur.u1[u].z, cur.u1[u].w};
-      float hi[4] = {0.f, 0.f, 0.f, 0.f}, lo[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t b0 = w0[j] ^ 0x80808080u, b1 = w1[j] ^ 0x80808080u;
-        const uint32_t a0r = int8x2_to_half2<0>(b0), a2r = int8x2_to_half2<2>(b0);
-        const uint32_t a1r = int8x2_to_half2<0>(b1), a3r = int8x2_to_half2<2>(b1);
-        const uint4 xv = s_xw[(16 * (4 * sc + q) + 4 * j) / 4];
-        mma_f16_16816(hi, a0r, a1r, a2r, a3r, xv.x, xv.y);
-        mma_f16_16816(lo, a0r, a1r, a2r, a3r, xv.z, xv.w);
-      }
-      a0 += (hi[0] + lo[0]) * cur.s0[u];
-      a1 += (hi[2] + lo[2]) * cur.s1[u];
-    }
-    if (it == n_iter - 1) {
-      if (wpp > 1) {
-        __syncthreads();  // the previous round's partials have been read
-        if (q == 0) s_part[0][warp][m] = a0, s_part[1][warp][m] = a1;
-        __syncthreads();
-        a0 = a1 = 0.f;
-        for (int w = group * wpp; w < (group + 1) * wpp; ++w) a0 += s_part[0][w][m], a1 += s_part[1][w][m];
-      }
-      int r0, r1;
-      if (rows_of(round, r0, r1) && q == 0 && sub == 0)
-        finish_pair<E>(p, pair_of(round), r0, r0 + p.half, a0 * x_scale, a1 * x_scale);
-      a0 = a1 = 0.f;
-    }
-    cur = next;
-    round = next_round, it = next_it;
-  }
-}
-
-// Whether int8 products take gemv_int8_mma_kernel: Ampere or later, whole superchunks and scale
-// groups, x staged (LLAMA_TP_INT8_MMA=0 keeps the float path, for comparisons).
-bool int8_mma_applies(int k, int group, bool vec, bool staged) {
+// Whether int8 products take the tensor cores (dot_batch_imma): Ampere or later, 16-byte chunks,
+// scale groups of whole segments, x staged with its planes (LLAMA_TP_INT8_MMA=0 keeps the float
+// path, for comparisons).
+bool imma_applies(int k, int group, bool vec, bool staged) {
   static const bool allowed = env_allows("LLAMA_TP_INT8_MMA");
-  return allowed && vec && staged && k % kSuperchunk == 0 && group % kSuperchunk == 0 &&
+  return allowed && vec && staged && group % kSegment == 0 && imma_smem_bytes(k) <= size_t(smem_optin()) &&
          device_attribute<cudaDevAttrComputeCapabilityMajor>(0) >= 8;
 }
 
-// Blocks for n_pairs row pairs, `groups` pairs per block and round, `fit` blocks per SM. Every
-// block takes the same number of rounds m (its pairs split evenly); the busiest SM holds
-// ceil(blocks / SMs) blocks of m rounds. Of the m whose load is within 10% of the least, the
-// smallest wins (the most blocks: more loads in flight). E.g. 2048 pairs of 4 per round with 3
-// blocks per SM take 256 blocks of 2 rounds (16 pair-slots per SM) rather than 396 blocks of
-// which some need a second, nearly empty round (24).
+// Blocks for n_pairs row pairs, `groups` pairs per block and round, `fit` blocks per SM: the
+// fewest rounds per block that the resident blocks allow, the pairs spread evenly over as many
+// blocks as that needs. A warp's loads in flight are bounded, so the most warps streaming at once
+// win over an even load per SM: e.g. 3072 pairs of 8 per round on 132 SMs with 2 blocks each
+// take 192 blocks of 2 rounds (some SMs hold two, some one) rather than 128 blocks of 3 (one per
+// SM): 3% faster on the whole Llama-3-8B decode step on an H200, 4% with int8 weights.
 int gemv_grid(int n_pairs, int groups, int fit, int sms) {
-  const int max_rounds = cdiv(n_pairs, groups);
-  auto blocks_for = [&](int m) { return cdiv(n_pairs, int64_t(m) * groups); };
-  auto load_for = [&](int m) { return int64_t(cdiv(blocks_for(m), sms)) * m; };
-  int64_t best = INT64_MAX;
-  for (int m = 1; m <= max_rounds; ++m) {
-    if (blocks_for(m) > fit * sms) continue;
-    best = std::min(best, load_for(m));
-    if (blocks_for(m) <= sms) break;  // fewer rounds per block only leave SMs idle from here
-  }
-  for (int m = 1; m <= max_rounds; ++m)
-    if (blocks_for(m) <= fit * sms && load_for(m) * 10 <= best * 11) return blocks_for(m);
-  return std::min(blocks_for(max_rounds), fit * sms);
+  const int64_t rounds = cdiv(n_pairs, int64_t(groups) * fit * sms);
+  return cdiv(n_pairs, rounds * groups);
 }
 
-// Warps sharing each of `units` work units (row pairs, or octets of them) whose rows take
+// Warps sharing each of `units` row pairs whose rows take
 // `lane_loads` 16-byte loads per lane of one warp: more while the grid is short of 2 blocks per
 // SM and each lane keeps at least two full batches of kUnroll loads.
 int warps_per_unit(int units, int lane_loads) {
@@ -541,7 +555,7 @@ int warps_per_unit(int units, int lane_loads) {
   return wpp;
 }
 
-// `units` (row pairs, or octets of them) over blocks of kWarps / p.warps_per_pair groups.
+// `units` row pairs over blocks of kWarps / p.warps_per_pair groups.
 template <typename W>
 void launch_units(void (*kernel)(Params<W>), const Params<W>& p, int units, size_t smem, cudaStream_t stream) {
   const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
@@ -550,7 +564,10 @@ void launch_units(void (*kernel)(Params<W>), const Params<W>& p, int units, size
 }
 
 template <typename W, GemvEpilogue E>
-void launch_epilogue(const Params<W>& p, bool staged, bool vec, cudaStream_t stream) {
+void launch_epilogue(const Params<W>& p, bool staged, bool vec, bool imma, cudaStream_t stream) {
+  if constexpr (std::is_same_v<W, int8_t>) {
+    if (imma) return launch_units(gemv_kernel<W, E, true, true, true>, p, p.n_pairs, imma_smem_bytes(p.k), stream);
+  }
   const size_t smem = staged ? sizeof(float) * size_t(p.k) : 0;
   if (staged)
     launch_units(vec ? gemv_kernel<W, E, true, true> : gemv_kernel<W, E, true, false>, p, p.n_pairs, smem, stream);
@@ -592,25 +609,12 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
                    (!kInt8 || w.group % 16 == 0);
   LLAMA_TP_CHECK(wpp == 0 || wpp == 1 || wpp == 2 || wpp == 4 || wpp == 8,
                  "gemv: warps_per_row must be 1, 2, 4 or 8, not ", wpp);
-  if constexpr (kInt8) {
-    if (int8_mma_applies(k, w.group, vec, staged)) {
-      // Octets of pairs; more warps share one while the octets alone leave SMs idle.
-      const int octets = cdiv(p.n_pairs, kPairsPerWarp);
-      p.warps_per_pair = wpp > 0 ? wpp : warps_per_unit(octets, k / kSuperchunk);
-      const size_t smem = sizeof(float) * size_t(k);
-      switch (e) {
-        case GemvEpilogue::Store: launch_units(gemv_int8_mma_kernel<GemvEpilogue::Store>, p, octets, smem, stream); break;
-        case GemvEpilogue::Swiglu: launch_units(gemv_int8_mma_kernel<GemvEpilogue::Swiglu>, p, octets, smem, stream); break;
-        case GemvEpilogue::RopeKv: launch_units(gemv_int8_mma_kernel<GemvEpilogue::RopeKv>, p, octets, smem, stream); break;
-      }
-      return;
-    }
-  }
   p.warps_per_pair = wpp > 0 ? wpp : gemv_warps_per_row(p.rows, k, w.dtype);
+  const bool imma = kInt8 && imma_applies(k, w.group, vec, staged);
   switch (e) {
-    case GemvEpilogue::Store: launch_epilogue<W, GemvEpilogue::Store>(p, staged, vec, stream); break;
-    case GemvEpilogue::Swiglu: launch_epilogue<W, GemvEpilogue::Swiglu>(p, staged, vec, stream); break;
-    case GemvEpilogue::RopeKv: launch_epilogue<W, GemvEpilogue::RopeKv>(p, staged, vec, stream); break;
+    case GemvEpilogue::Store: launch_epilogue<W, GemvEpilogue::Store>(p, staged, vec, imma, stream); break;
+    case GemvEpilogue::Swiglu: launch_epilogue<W, GemvEpilogue::Swiglu>(p, staged, vec, imma, stream); break;
+    case GemvEpilogue::RopeKv: launch_epilogue<W, GemvEpilogue::RopeKv>(p, staged, vec, imma, stream); break;
   }
 }
 

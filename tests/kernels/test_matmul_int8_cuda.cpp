@@ -43,10 +43,11 @@ struct Shape {
 };
 // Whole groups; k = 176 (a last group of 48 with group 128); per row (group 0); k = 77 and
 // group 24 (not multiples of 16: the scalar path); first = 1: x a row view inside a larger
-// tensor; a wide vocab slice; a long row.
+// tensor; a wide vocab slice; a long row; k = 352, whose last 64 columns are half past the end
+// (on the tensor cores, the lane that sums them holds no chunk of its own).
 const Shape kShapes[] = {{1, 16, 16, 0},   {37, 176, 128, 0},  {1000, 4096, 128, 0}, {333, 1024, 0, 1},
                          {130, 77, 128, 1}, {64, 96, 24, 0},    {128256, 64, 128, 0}, {64, 14336, 128, 0},
-                         {257, 2048, 64, 1}};
+                         {257, 2048, 64, 1}, {19, 352, 128, 0}};
 
 class CudaInt8 : public ::testing::TestWithParam<DType> {};
 
@@ -93,17 +94,19 @@ TEST_P(CudaInt8, QuantizesLikeTheCpuAndGemvMatchesTheReference) {
         const double err = std::fabs(double(got[size_t(r)]) - ref[size_t(r)]) / std::max(bound[size_t(r)], 1e-30);
         worst = std::isnan(err) ? INFINITY : std::max(worst, err);
       }
-      // The GEMV keeps x in f32 (or in two f16 halves): only the order of the fp32 sums differs
-      // from the CPU. cuBLAS multiplies x and the dequantized weights rounded to the compute dtype.
+      // The GEMV keeps x in f32 (or as 24-bit integers per 64 columns on the tensor cores, off by
+      // at most 2^-24 of their largest): the error is the fp32 sums'. cuBLAS multiplies x and the
+      // dequantized weights rounded to the compute dtype.
       const double tol = algo == Algo::Gemv ? 2e-5 : dt == DType::F32 ? 1e-5 : dt == DType::BF16 ? 1e-2 : 3e-3;
       EXPECT_LT(worst, tol) << at << (algo == Algo::Gemv ? " gemv" : " cublas");
     }
   }
 }
 
-// The tensor-core GEMV (kernels/gemv.cu) takes x as two f16 parts scaled by a power of two:
-// inputs far outside f16's range (1e-6, 3e5, and one row mixing 1e5 with 1e-3) and every
-// number of warps per octet keep the float path's precision. n = 515: a last octet of 1.5 pairs.
+// The tensor-core GEMV (kernels/gemv.cu) takes x as 24-bit integers with a scale per 64
+// columns: inputs far outside f16's range (1e-6, 3e5, and one row mixing 1e5 with 1e-3) and
+// every number of warps per row pair keep the float path's precision. n = 515: a last pair of
+// one row.
 TEST_P(CudaInt8, GemvKeepsPrecisionAtAnyInputScale) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
   const DType dt = GetParam();
@@ -132,9 +135,21 @@ TEST_P(CudaInt8, GemvKeepsPrecisionAtAnyInputScale) {
                          kernels::GemvWeight{lw.values.raw(), DType::I8, static_cast<const float*>(lw.scales.raw()), group},
                          n, k, kernels::GemvEpilogue::Store, nullptr, static_cast<cudaStream_t>(be.stream()), wpp);
       const auto got = out.to_floats();
-      EXPECT_LT(rel_error(got.data(), ref.data(), n), 2e-5) << "x scale " << scale << ", " << wpp << " warps per octet";
+      EXPECT_LT(rel_error(got.data(), ref.data(), n), 2e-5) << "x scale " << scale << ", " << wpp << " warps per row pair";
     }
   }
+  // A NaN in x reaches every output, as on the float path (rounding x to integers must not hide it).
+  auto x = random_floats(k, fresh_seed());
+  x[size_t(k / 3)] = NAN;
+  Tensor xd = Tensor::from_floats(x, {1, k}).to(Device::CUDA);
+  Tensor out = be.alloc({1, n}, DType::F32);
+  kernels::GemvInput in;
+  in.x = static_cast<const float*>(xd.raw());
+  kernels::gemv_cuda(static_cast<float*>(out.raw()), in,
+                     kernels::GemvWeight{lw.values.raw(), DType::I8, static_cast<const float*>(lw.scales.raw()), group}, n, k,
+                     kernels::GemvEpilogue::Store, nullptr, static_cast<cudaStream_t>(be.stream()));
+  const auto got = out.to_floats();
+  for (int r = 0; r < n; ++r) ASSERT_TRUE(std::isnan(got[size_t(r)])) << "row " << r;
 }
 
 TEST_P(CudaInt8, PromptProductsMatchTheReference) {
