@@ -72,21 +72,17 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// warp_op over the whole block (identity: its neutral value), returned to every thread.
-// blockDim.x must be a multiple of 32.
-template <float (*warp_op)(float)>
-__device__ __forceinline__ float block_reduce(float v, float identity) {
+// Sum over the whole block, returned to every thread. blockDim.x must be a multiple of 32.
+__device__ __forceinline__ float block_sum(float v) {
   __shared__ float partial[32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  v = warp_op(v);
+  v = warp_sum(v);
   __syncthreads();  // partial[] may still be read by a previous call
   if (lane == 0) partial[warp] = v;
   __syncthreads();
-  v = lane < int(blockDim.x / 32) ? partial[lane] : identity;
-  return warp_op(v);
+  v = lane < int(blockDim.x / 32) ? partial[lane] : 0.f;
+  return warp_sum(v);
 }
-__device__ __forceinline__ float block_sum(float v) { return block_reduce<warp_sum>(v, 0.f); }
-__device__ __forceinline__ float block_max(float v) { return block_reduce<warp_max>(v, -INFINITY); }
 
 __host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 __host__ __device__ inline int cdiv(int64_t a, int64_t b) { return int((a + b - 1) / b); }

@@ -337,9 +337,8 @@ __device__ __forceinline__ void mma_s8_16832(int (&d)[4], uint32_t a0, uint32_t 
 // Where the staged x lives for the tensor-core kind, after the floats: three planes of k
 // bytes, then one f32 scale per 64 columns.
 struct XPlanes {
-  const int8_t* hi;
+  const int8_t* hi;  // then mid and lo, k bytes apart
   const float* scale;
-  int k;
 };
 __host__ __device__ inline size_t imma_smem_bytes(int k) { return size_t(k) * 7 + sizeof(float) * size_t(cdiv(k, kSegment)); }
 
@@ -383,7 +382,7 @@ __device__ XPlanes quantize_staged_x(const float* s_x, int k) {
     for (int pl = 0; pl < 3; ++pl) *reinterpret_cast<uint2*>(planes + size_t(pl) * k + i) = make_uint2(part[pl][0], part[pl][1]);
   }
   __syncthreads();
-  return {planes, scale, k};
+  return {planes, scale};
 }
 
 // The batch's share of the dots of its two rows with x, on the tensor cores (see above). Every
@@ -393,7 +392,7 @@ __device__ __forceinline__ void dot_batch_imma(const Params<int8_t>& p, const Ba
   const int nv = p.k / 16, lane = threadIdx.x % 32, g = lane / 4;
   const bool odd = g & 1, diag = lane % 4 == g / 2;
   const uint4* hi = reinterpret_cast<const uint4*>(x.hi);
-  const int plane = x.k / 16;  // uint4 entries per plane
+  const int plane = p.k / 16;  // uint4 entries per plane
 #pragma unroll
   for (int j = 0; j < kUnroll; ++j) {
     const int c = i + j * stride;
@@ -546,33 +545,24 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
   return cdiv(n_pairs, rounds * groups);
 }
 
-// Warps sharing each of `units` row pairs whose rows take
-// `lane_loads` 16-byte loads per lane of one warp: more while the grid is short of 2 blocks per
-// SM and each lane keeps at least two full batches of kUnroll loads.
-int warps_per_unit(int units, int lane_loads) {
-  int wpp = 1;
-  while (wpp < kWarps && cdiv(units, kWarps / wpp) < 2 * sm_count() && lane_loads >= 2 * wpp * kUnroll) wpp *= 2;
-  return wpp;
-}
-
-// `units` row pairs over blocks of kWarps / p.warps_per_pair groups.
+// The row pairs over blocks of kWarps / p.warps_per_pair groups.
 template <typename W>
-void launch_units(void (*kernel)(Params<W>), const Params<W>& p, int units, size_t smem, cudaStream_t stream) {
+void launch_pairs(void (*kernel)(Params<W>), const Params<W>& p, size_t smem, cudaStream_t stream) {
   const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
-  const int blocks = gemv_grid(units, kWarps / p.warps_per_pair, fit, sm_count());
+  const int blocks = gemv_grid(p.n_pairs, kWarps / p.warps_per_pair, fit, sm_count());
   CUDA_CHECK(launch(kernel, dim3(blocks), dim3(kWarps * 32), smem, stream, true, p));
 }
 
 template <typename W, GemvEpilogue E>
 void launch_epilogue(const Params<W>& p, bool staged, bool vec, bool imma, cudaStream_t stream) {
   if constexpr (std::is_same_v<W, int8_t>) {
-    if (imma) return launch_units(gemv_kernel<W, E, true, true, true>, p, p.n_pairs, imma_smem_bytes(p.k), stream);
+    if (imma) return launch_pairs(gemv_kernel<W, E, true, true, true>, p, imma_smem_bytes(p.k), stream);
   }
   const size_t smem = staged ? sizeof(float) * size_t(p.k) : 0;
   if (staged)
-    launch_units(vec ? gemv_kernel<W, E, true, true> : gemv_kernel<W, E, true, false>, p, p.n_pairs, smem, stream);
+    launch_pairs(vec ? gemv_kernel<W, E, true, true> : gemv_kernel<W, E, true, false>, p, smem, stream);
   else
-    launch_units(vec ? gemv_kernel<W, E, false, true> : gemv_kernel<W, E, false, false>, p, p.n_pairs, smem, stream);
+    launch_pairs(vec ? gemv_kernel<W, E, false, true> : gemv_kernel<W, E, false, false>, p, smem, stream);
 }
 
 template <typename W>
@@ -622,8 +612,13 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
 
 bool gemv_stages_input(int k) { return k <= kMaxStagedK && size_t(k) * sizeof(float) <= size_t(smem_optin()); }
 
+// More warps per pair while the grid is short of 2 blocks per SM and each lane keeps at least
+// two full batches of kUnroll 16-byte loads.
 int gemv_warps_per_row(int n, int k, DType w_dtype) {
-  return warps_per_unit(cdiv(n, 2), k / (16 / int(dtype_size(w_dtype))) / 32);
+  const int pairs = cdiv(n, 2), lane_loads = k / (16 / int(dtype_size(w_dtype))) / 32;
+  int wpp = 1;
+  while (wpp < kWarps && cdiv(pairs, kWarps / wpp) < 2 * sm_count() && lane_loads >= 2 * wpp * kUnroll) wpp *= 2;
+  return wpp;
 }
 
 void gemv_cuda(float* out, const GemvInput& in, const GemvWeight& w, int n, int k, GemvEpilogue epilogue,
