@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run ON THE GPU MACHINE: stall reasons and memory figures of single GEMV launches in the kernel
 # bench (scripts/device_kernel_bench.sh), for the int8 speed work of issue 7: bf16 gate/up,
-# int8 gate/up on the tensor-core path, int8 gate/up on the float path. The kernel bench launches
+# int8 gate/up on the integer (dp4a) path, int8 gate/up on the float path. The kernel bench launches
 # each GEMV 1155 times per dtype and shape (qkv, o, gate_up, ...): the skip counts pick gate/up.
 set -uo pipefail
 kbench=${KBENCH:-.device-data/kbench/kernel_bench}
@@ -13,10 +13,10 @@ for s in long_scoreboard lg_throttle mio_throttle math_pipe_throttle barrier wai
   stalls+="smsp__average_warps_issue_stalled_${s}_per_issue_active.ratio,"
 done
 metrics="${stalls}dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum,launch__grid_size,launch__registers_per_thread"
-for pick in "gemv_kernel 4625 bf16-gate_up 1" "gemv_kernel 5780 int8-imma-gate_up 1" "gemv_kernel 5780 int8-float-gate_up 0"; do
+for pick in "gemv_kernel 4625 bf16-gate_up 1" "gemv_kernel 5780 int8-dot-gate_up 1" "gemv_kernel 5780 int8-float-gate_up 0"; do
   set -- $pick
   echo "=== $3"
-  LLAMA_TP_INT8_MMA=$4 timeout 200 "$ncu" --clock-control none -k regex:"$1" --launch-skip "$2" --launch-count 1 \
+  LLAMA_TP_INT8_DOT=$4 timeout 200 "$ncu" --clock-control none -k regex:"$1" --launch-skip "$2" --launch-count 1 \
     --metrics "$metrics" "$kbench" 2>&1 | grep -E "^\s+(smsp|dram|gpu__|sm__|l1tex|launch)" | awk '$NF != "0" && $NF != "0.00"' | sed 's/smsp__average_warps_issue_stalled_//'
 done
 # The int8 GEMV kernels' machine code, by instruction kind (where cuobjdump is present): the

@@ -21,8 +21,8 @@ LLAMA_TP_PDL=0 bench -m llama3-8b -p 0 -n 128 -d 8192 -r 2 --ctx-size 8448 ${BEN
 bench -m llama3.2-1b -p 128 -n 128 -r 3 ${BENCH_EXTRA:-}
 LLAMA_TP_PDL=0 bench -m llama3.2-1b -p 0 -n 128 -r 3 ${BENCH_EXTRA:-}
 bench -m llama3-8b -p 512 -n 128 -r 2 --quant int8 ${BENCH_EXTRA:-}
-LLAMA_TP_INT8_MMA=0 bench -m llama3-8b -p 0 -n 128 -r 2 --quant int8 ${BENCH_EXTRA:-}
+LLAMA_TP_INT8_DOT=0 bench -m llama3-8b -p 0 -n 128 -r 2 --quant int8 ${BENCH_EXTRA:-}
 if [[ -x ${KBENCH:-.device-data/kbench/kernel_bench} ]]; then
   echo "## kernel bench"; timeout 200 "${KBENCH:-.device-data/kbench/kernel_bench}" 2>&1
-  echo "## kernel bench, int8 on the float path"; LLAMA_TP_INT8_MMA=0 timeout 200 "${KBENCH:-.device-data/kbench/kernel_bench}" 2>&1 | sed -n '/linear/,/^$/p'
+  echo "## kernel bench, int8 on the float path"; LLAMA_TP_INT8_DOT=0 timeout 200 "${KBENCH:-.device-data/kbench/kernel_bench}" 2>&1 | sed -n '/linear/,/^$/p'
 fi
