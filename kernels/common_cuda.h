@@ -125,8 +125,15 @@ inline int resident_blocks(const void* kernel, int threads, size_t smem) {
   for (int i = 0; i < n; ++i)
     if (cache[i].kernel == kernel && cache[i].threads == threads && cache[i].smem == smem && cache[i].device == dev)
       return cache[i].fit;
-  if (smem > 48 * 1024 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess)
-    LLAMA_TP_FAIL("cannot give a kernel ", smem, " bytes of shared memory: ", cudaGetErrorString(cudaGetLastError()));
+  // The opt-in is the most the kernel may have (the device's, less its static shared memory),
+  // not this size: one kernel may be asked for several sizes (GEMVs of different k), and a later,
+  // smaller opt-in would make launches of a larger one fail.
+  if (smem > 48 * 1024) {
+    cudaFuncAttributes attr{};
+    const int most = cudaFuncGetAttributes(&attr, kernel) == cudaSuccess ? smem_optin() - int(attr.sharedSizeBytes) : int(smem);
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, std::max(int(smem), most)) != cudaSuccess)
+      LLAMA_TP_FAIL("cannot give a kernel ", smem, " bytes of shared memory: ", cudaGetErrorString(cudaGetLastError()));
+  }
   int fit = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, threads, smem) != cudaSuccess) {
     cudaGetLastError();

@@ -31,6 +31,7 @@ struct Params {
   int n_pairs;          // row pairs: pair p is rows r0 = (p / half) * 2 * half + p % half and r0 + half
   int half;
   int warps_per_pair;
+  int preload;          // vector path: where in shared memory (float4s) a batch is preloaded, or -1
   GemvRope rope;
 };
 
@@ -118,9 +119,35 @@ struct Batch {
   float s0[kScales], s1[kScales];
 };
 
-// Streaming loads (__ldcs): the weights are read once per token.
-template <typename W>
-__device__ __forceinline__ void load_batch(const Params<W>& p, int r0, int r1, int i, int stride, Batch<W>& b) {
+// 16 bytes from global to shared memory without registers (zeros where !ok), in flight until
+// copies_arrived().
+__device__ __forceinline__ void copy_async16(uint4* dst, const uint4* src, bool ok) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(unsigned(__cvta_generic_to_shared(dst))), "l"(src),
+               "r"(ok ? 16 : 0)
+               : "memory");
+#else
+  *dst = ok ? *src : make_uint4(0, 0, 0, 0);
+#endif
+}
+__device__ __forceinline__ void copies_arrived() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
+// Preloaded batch chunk j of row q (0 or 1) of this thread: laid out so that a warp's 16-byte
+// accesses are consecutive (no bank conflicts).
+__device__ __forceinline__ uint4* preload_slot(uint4* area, int j, int q) {
+  return area + (2 * j + q) * blockDim.x + threadIdx.x;
+}
+constexpr size_t kPreloadBytes = 2 * kUnroll * 16 * kWarps * 32;  // one batch of the block
+
+// Streaming loads (__ldcs): the weights are read once per token. kToShared: the weights go to
+// the preload area in shared memory instead (copy_async16; the scales still to b).
+template <typename W, bool kToShared = false>
+__device__ __forceinline__ void load_batch(const Params<W>& p, int r0, int r1, int i, int stride, Batch<W>& b,
+                                           uint4* area = nullptr) {
   const int nv = p.k / kElems<W>;
   const uint4* w0 = reinterpret_cast<const uint4*>(p.w + size_t(r0) * p.k);
   const uint4* w1 = reinterpret_cast<const uint4*>(p.w + size_t(r1) * p.k);
@@ -128,8 +155,13 @@ __device__ __forceinline__ void load_batch(const Params<W>& p, int r0, int r1, i
   for (int j = 0; j < kUnroll; ++j) {
     const int c = i + j * stride;
     const bool ok = c < nv;
-    b.u0[j] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
-    b.u1[j] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
+    if constexpr (kToShared) {
+      copy_async16(preload_slot(area, j, 0), w0 + (ok ? c : 0), ok);
+      copy_async16(preload_slot(area, j, 1), w1 + (ok ? c : 0), ok);
+    } else {
+      b.u0[j] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
+      b.u1[j] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
+    }
     if constexpr (std::is_same_v<W, int8_t>) {
       b.s0[j] = ok ? chunk_scale(p, r0, c) : 0.f;
       b.s1[j] = ok ? chunk_scale(p, r1, c) : 0.f;
@@ -318,7 +350,9 @@ __device__ void stage_input(const Params<W>& p, float* s_x) {
 //
 // Measured on an H200 (kernel bench, 20 launches back to back, Llama-3-8B shapes): against the
 // tensor-core form this replaced (mma.m16n8k32 with x as three int8 planes, whose diagonal gave
-// the sums), qkv 11.0 -> 9.7 us, o 8.6 -> 7.3, gate/up 32.0 -> 30.2, down 25.2 -> 20.7.
+// the sums), qkv 11.0 -> 9.7 us, o 8.6 -> 7.3, gate/up 32.0 -> 30.2, down 25.2 -> 20.7. Whole
+// decode steps (Llama-3-8B, int8, tg128): 294.5 t/s with the tensor cores, 342.9 with dp4a (x in
+// 16-bit planes, a separate call), 350.3 once quantize_staged_x lost its bank conflicts.
 
 constexpr int kSegment = 16;    // columns per x scale: one weight chunk
 constexpr int kMaxQ = 0x7FFF;   // the largest |x| as a 16-bit integer
@@ -507,6 +541,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     c0.valid = total > 0 && rows_of(0, c0.r0, c0.r1);
     Batch<W> buf[2];
     load(c0, buf[0]);
+    // The second batch too, into shared memory where there is room (it needs no registers while
+    // x is staged): the weights keep streaming through the wait and the staging.
+    uint4* area = reinterpret_cast<uint4*>(smem4 + max(p.preload, 0));
+    const Cursor c1_first = next_of(c0);
+    const bool preloaded = p.preload >= 0 && total > 1 && c1_first.valid;
+    if (preloaded) load_batch<W, true>(p, c1_first.r0, c1_first.r1, t + c1_first.it * per_batch, stride, buf[1], area);
     const float* x = start_on_x();
     const XPlanes planes = planes_after(s_x, p.k);  // the integer kind's x
     float a0 = 0.f, a1 = 0.f;
@@ -523,10 +563,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     };
     for (int b = 0; b < total; b += 2) {  // batch b in buf[0], b + 1 in buf[1]
       const Cursor c1 = next_of(c0);
-      if (b + 1 < total) load(c1, buf[1]);
+      const bool from_shared = b == 0 && preloaded;
+      if (b + 1 < total && !from_shared) load(c1, buf[1]);
       sum(c0, buf[0]);
       const Cursor c2 = next_of(c1);
       if (b + 2 < total) load(c2, buf[0]);
+      if (from_shared) {
+        copies_arrived();  // this thread's own copies: no barrier needed
+#pragma unroll
+        for (int j = 0; j < kUnroll; ++j) buf[1].u0[j] = *preload_slot(area, j, 0), buf[1].u1[j] = *preload_slot(area, j, 1);
+      }
       if (b + 1 < total) sum(c1, buf[1]);
       c0 = c2;
     }
@@ -560,10 +606,22 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
   return cdiv(n_pairs, rounds * groups);
 }
 
-// The row pairs over blocks of kWarps / p.warps_per_pair groups.
+// The row pairs over blocks of kWarps / p.warps_per_pair groups. Vector kernels of float weights
+// preload their second batch into shared memory when that costs no resident blocks
+// (LLAMA_TP_GEMV_PRELOAD=0: never, for comparisons). Measured on an H200 within one call,
+// Llama-3-8B decode: bf16 234.5 -> 236.8 t/s; int8 350.3 -> 345.6, so int8 does not. (Llama-3.2-1B
+// bf16 lost 1.2% in another call, 1047 -> 1035: its GEMVs are a few batches long.)
 template <typename W>
-void launch_pairs(void (*kernel)(Params<W>), const Params<W>& p, size_t smem, cudaStream_t stream) {
-  const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
+void launch_pairs(void (*kernel)(Params<W>), Params<W> p, size_t smem, bool vec, cudaStream_t stream) {
+  static const bool preload_allowed = env_allows("LLAMA_TP_GEMV_PRELOAD") && !std::is_same_v<W, int8_t>;
+  int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
+  p.preload = -1;
+  const size_t at = (smem + 15) / 16 * 16;
+  if (preload_allowed && vec && at + kPreloadBytes + 1024 <= size_t(smem_optin()) &&  // 1 KiB: static shared memory
+      resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, at + kPreloadBytes) >= fit) {
+    p.preload = int(at / 16);
+    smem = at + kPreloadBytes;
+  }
   const int blocks = gemv_grid(p.n_pairs, kWarps / p.warps_per_pair, fit, sm_count());
   CUDA_CHECK(launch(kernel, dim3(blocks), dim3(kWarps * 32), smem, stream, true, p));
 }
@@ -571,13 +629,13 @@ void launch_pairs(void (*kernel)(Params<W>), const Params<W>& p, size_t smem, cu
 template <typename W, GemvEpilogue E>
 void launch_epilogue(const Params<W>& p, bool staged, bool vec, bool int_dot, cudaStream_t stream) {
   if constexpr (std::is_same_v<W, int8_t>) {
-    if (int_dot) return launch_pairs(gemv_kernel<W, E, true, true, true>, p, int_dot_smem_bytes(p.k), stream);
+    if (int_dot) return launch_pairs(gemv_kernel<W, E, true, true, true>, p, int_dot_smem_bytes(p.k), true, stream);
   }
   const size_t smem = staged ? sizeof(float) * size_t(p.k) : 0;
   if (staged)
-    launch_pairs(vec ? gemv_kernel<W, E, true, true> : gemv_kernel<W, E, true, false>, p, smem, stream);
+    launch_pairs(vec ? gemv_kernel<W, E, true, true> : gemv_kernel<W, E, true, false>, p, smem, vec, stream);
   else
-    launch_pairs(vec ? gemv_kernel<W, E, false, true> : gemv_kernel<W, E, false, false>, p, smem, stream);
+    launch_pairs(vec ? gemv_kernel<W, E, false, true> : gemv_kernel<W, E, false, false>, p, smem, vec, stream);
 }
 
 template <typename W>
