@@ -44,10 +44,12 @@ struct Shape {
 // Whole groups; k = 176 (a last group of 48 with group 128); per row (group 0); k = 77 and
 // group 24 (not multiples of 16: the scalar path); first = 1: x a row view inside a larger
 // tensor; a wide vocab slice; a long row; k = 352, whose last 64 columns are half past the end
-// (a shape that once broke a per-64-column form of the integer GEMV).
+// (a shape that once broke a per-64-column form of the integer GEMV); k = 8192 between two of
+// 14336: one kernel asked for two shared-memory sizes above 48 KiB, the larger one again after
+// (its opt-in must not shrink to the smaller one).
 const Shape kShapes[] = {{1, 16, 16, 0},   {37, 176, 128, 0},  {1000, 4096, 128, 0}, {333, 1024, 0, 1},
                          {130, 77, 128, 1}, {64, 96, 24, 0},    {128256, 64, 128, 0}, {64, 14336, 128, 0},
-                         {257, 2048, 64, 1}, {19, 352, 128, 0}};
+                         {257, 2048, 64, 1}, {19, 352, 128, 0}, {33, 8192, 128, 0},   {31, 14336, 128, 1}};
 
 class CudaInt8 : public ::testing::TestWithParam<DType> {};
 
