@@ -226,11 +226,11 @@ __global__ void combine_kernel(float* out, const float* part_o, const float* par
 // Block (split, kv head) streams K and V of its kv head once for all `group` query heads that
 // share it. Block `split` takes a run of keys (decode_split), the grid (S = gridDim.x splits)
 // does not depend on the position; it goes through them in chunks of up to 128. Per chunk:
-// scores (a row group of `lanes` threads
-// per key, each lane a 16-byte slice of the row, partial dots added with shuffles), softmax step
-// on the chunk (block-wide running max and sum), then p·V (each row group for its keys, each
-// lane for its slice of the dims). The last block of a kv head to finish combines the splits'
-// partial softmaxes (counted in `counters`), so no second kernel.
+// scores (a row group of `lanes` threads per key, each lane a 16-byte slice of the row, partial
+// dots added with shuffles), softmax step on the chunk (block-wide running max and sum), then
+// p·V (each row group for its keys, each lane for its slice of the dims). The last block of a kv
+// head to finish combines the splits' partial softmaxes (counted in `counters`), so no second
+// kernel.
 
 constexpr int kDecThreads = 128;
 constexpr int kDecChunk = 128;     // most keys per softmax step

@@ -395,8 +395,8 @@ constexpr int kMaxQ = 0x7FFF;   // the largest |x| as a 16-bit integer
 // Where the staged x lives for the integer kind, after the floats: the hi plane and the lo plane
 // (k bytes each), then one f32 scale per 16 columns.
 struct XPlanes {
-  const uint4* hi;  // chunk c of the hi plane; the lo plane follows k / 16 entries later
-  const float* scale;
+  uint4* hi;  // chunk c of the hi plane; the lo plane follows k / 16 entries later
+  float* scale;
 };
 __host__ __device__ inline size_t int_dot_smem_bytes(int k) {
   return size_t(k) * (sizeof(float) + 2) + sizeof(float) * size_t(k / kSegment);
@@ -415,8 +415,8 @@ __device__ __forceinline__ int dp4a_s8u8(uint32_t a, uint32_t b, int c) {
 
 // Where the integer kind's planes start: after the k staged floats.
 __device__ __forceinline__ XPlanes planes_after(float* s_x, int k) {
-  const uint4* hi = reinterpret_cast<const uint4*>(s_x + k);
-  return {hi, reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(hi) + 2 * size_t(k))};
+  uint4* hi = reinterpret_cast<uint4*>(s_x + k);
+  return {hi, reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(hi) + 2 * size_t(k))};
 }
 
 // max(a, |b|), NaN if either is NaN (fmaxf would drop it).
@@ -438,8 +438,8 @@ __device__ __forceinline__ float max_abs_nan(float a, float b) {
 // output as on the float path.
 __device__ void quantize_staged_x(float* s_x, int k) {
   const XPlanes x = planes_after(s_x, k);
-  uint4* hi = const_cast<uint4*>(x.hi);
-  float* scale = const_cast<float*>(x.scale);
+  uint4* hi = x.hi;
+  float* scale = x.scale;
   const int segments = k / kSegment;
   // A thread reads its segment's four 16-byte quarters starting at quarter (lane / 2) % 4, so that
   // the 8 lanes of each shared-memory phase hit 8 different bank groups (in order, the segments
@@ -654,7 +654,7 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
 template <typename W>
 void launch_pairs(void (*kernel)(Params<W>), Params<W> p, size_t smem, bool vec, cudaStream_t stream) {
   static const bool preload_allowed = env_allows("LLAMA_TP_GEMV_PRELOAD") && !std::is_same_v<W, int8_t>;
-  int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
+  const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
   p.preload = -1;
   const size_t at = (smem + 15) / 16 * 16;
   if (preload_allowed && vec && at + kPreloadBytes + 1024 <= size_t(smem_optin()) &&  // 1 KiB: static shared memory
