@@ -43,6 +43,20 @@ class CudaFusedGemv : public ::testing::TestWithParam<Param> {
 
 constexpr float kEps = 1e-5f;
 
+// rel_error with each output's magnitude floored at a tenth of a typical one (dim / 6 here: x
+// near 1 after the norm, weights uniform in [-1, 1]): silu(gate) * up of sums that cancel to near
+// 0 is off by the fp32 rounding of the sums, which is large against it (ffn = 1 failed 1e-5 twice).
+double floored_rel_error(const std::vector<float>& got, const std::vector<float>& want, int dim) {
+  const double floor2 = std::pow(dim / 60.0, 2);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = double(got[i]) - want[i];
+    num += d * d;
+    den += std::max(double(want[i]) * want[i], floor2);
+  }
+  return std::sqrt(num / den);
+}
+
 TEST_P(CudaFusedGemv, NormLinearMatchesUnfused) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
   CudaBackend be(GetParam().dtype, 0);
@@ -63,23 +77,17 @@ TEST_P(CudaFusedGemv, NormLinearMatchesUnfused) {
         fused ? be.norm_linear(out[1], in, w) : be.Backend::norm_linear(out[0], in, w);
       }
       const auto want = out[0].to_floats(), got = out[1].to_floats();
-      EXPECT_LT(rel_error(got.data(), want.data(), want.size()), 1e-5) << at;
+      if (GetParam().group < 0) {
+        EXPECT_LT(rel_error(got.data(), want.data(), want.size()), 1e-5) << at;
+      } else {
+        // int8: both paths round x to 16 bits per 16 columns, but the norm computed apart can
+        // differ by an ulp and flip a rounding (2^-16 of a segment's largest): f32_int8_g64
+        // failed 1e-5 once (session 13) on random inputs. Floored as above, with the int8 GEMV
+        // tests' 3e-5.
+        EXPECT_LT(floored_rel_error(got, want, s.dim), 3e-5) << at;
+      }
       if (with_delta) EXPECT_EQ(x_out[1].to_floats(), x_out[0].to_floats()) << at;
     }
-}
-
-// rel_error with each output's magnitude floored at a tenth of a typical one (dim / 6 here: x
-// near 1 after the norm, weights uniform in [-1, 1]): silu(gate) * up of sums that cancel to near
-// 0 is off by the fp32 rounding of the sums, which is large against it (ffn = 1 failed 1e-5 twice).
-double floored_rel_error(const std::vector<float>& got, const std::vector<float>& want, int dim) {
-  const double floor2 = std::pow(dim / 60.0, 2);
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = double(got[i]) - want[i];
-    num += d * d;
-    den += std::max(double(want[i]) * want[i], floor2);
-  }
-  return std::sqrt(num / den);
 }
 
 TEST_P(CudaFusedGemv, NormLinearSwigluMatchesUnfused) {
