@@ -1,8 +1,10 @@
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "kernels/attention_cuda.h"
 #include "kernels/common_cuda.h"
+#include "kernels/timeline_cuda.h"
 #include "runtime/cuda_check.h"
 
 namespace llama_tp::kernels {
@@ -249,6 +251,7 @@ struct DecodeParams {
   float* part_ml;        // [split][n_heads][2] max and sum
   unsigned* counters;    // [n_kv_heads] finished blocks, zero between launches (or null: the
                          // host position only, combine_kernel runs after)
+  Timeline timeline;     // LLAMA_TP_TIMELINE (kernels/timeline_cuda.h)
 };
 
 // How the keys of a decode call are cut: split s < n_used takes keys [s * per_split, (s + 1) *
@@ -276,22 +279,36 @@ __host__ __device__ inline DecodeSplit decode_split(int n_keys, int n_splits) {
 // would spill): the grid is sized to what is resident (decode_plan); before, 164 registers
 // left 3 blocks per SM, a 4-per-SM grid needed 1.3 waves, 30 us at 8192 keys on an H200.
 template <typename T, int kG>
-__global__ void __launch_bounds__(kDecThreads, kG <= 4 ? 4 : 3) attention_decode_kernel(DecodeParams p) {
+__device__ __forceinline__ void attention_decode_block(const DecodeParams& p, unsigned& stamp_slot) {
   constexpr int V = kVec<T>, C = kDecChunk;
   constexpr int U = kG <= 4 ? 8 : 4;  // K or V rows in flight per thread
   extern __shared__ float smem[];
   __shared__ bool s_last;
   const int hd = p.head_dim, g = p.group, L = p.lanes, R = kDecThreads / L;
   const int kvh = blockIdx.y, split = blockIdx.x, S = gridDim.x;
-  wait_for_previous_kernel();  // launched with programmatic dependent launch
-  release_next_kernel();
-  const int n_keys = (p.pos_dev ? *p.pos_dev : p.pos0) + 1;
-  const DecodeSplit ds = decode_split(n_keys, S);
-  const int n_used = ds.n_used;
   const int tid = threadIdx.x, lane = tid % L, rg = tid / L, warp = tid / 32, wlane = tid % 32;
   const int c0 = lane * V;
   const bool active = c0 < hd;  // lanes past head_dim (when hd / V is not a power of two) idle
   const bool prefetcher = active && (c0 * sizeof(T)) % 128 == 0;
+  const size_t head_off = size_t(kvh) * p.max_seq * hd + c0;
+  const T* kh = static_cast<const T*>(p.k_cache) + head_off;
+  const T* vh = static_cast<const T*>(p.v_cache) + head_off;
+
+  // Before the wait for the kernel before (the q/k/v projection): the position, written by a copy
+  // ahead of the step, and the block's first chunk of cache rows, of which only the newest (at the
+  // position) comes from that kernel, into L2. A kernel starts only once the one before the one
+  // it waits for has finished, so they are complete; L2 keeps the prefetched lines coherent with
+  // the projection's writes. That takes two trips to memory out of the kernel's critical path.
+  const int n_keys = (p.pos_dev ? *p.pos_dev : p.pos0) + 1;
+  const DecodeSplit ds = decode_split(n_keys, S);
+  const int n_used = ds.n_used;
+  const int key_begin = split * ds.per_split, key_end = min(n_keys, (split + 1) * ds.per_split);
+  if (prefetcher)
+    for (int j = key_begin + rg; j < min(key_end, key_begin + kDecChunk); j += R)
+      prefetch_l2(kh + size_t(j) * hd), prefetch_l2(vh + size_t(j) * hd);
+  wait_for_previous_kernel();  // launched with programmatic dependent launch
+  release_next_kernel();
+  timeline_stamp(p.timeline, stamp_slot, 1);
 
   float* s_p = smem;                               // [kG][C] scores, then probabilities
   float* s_o = smem;                               // [R][kG][hd] row groups' outputs (after the loop)
@@ -299,10 +316,6 @@ __global__ void __launch_bounds__(kDecThreads, kG <= 4 ? 4 : 3) attention_decode
   float* s_l = s_m + kG;                           // [kG] running sum
   float* s_a = s_l + kG;                           // [kG] rescale of the accumulators (then 1 / sum)
   float* s_w = s_a + kG;                           // [kG][S] split weights (combine)
-
-  const size_t head_off = size_t(kvh) * p.max_seq * hd + c0;
-  const T* kh = static_cast<const T*>(p.k_cache) + head_off;
-  const T* vh = static_cast<const T*>(p.v_cache) + head_off;
 
   float q[kG][V], acc[kG][V];
 #pragma unroll
@@ -314,8 +327,7 @@ __global__ void __launch_bounds__(kDecThreads, kG <= 4 ? 4 : 3) attention_decode
     }
   if (tid < kG) s_m[tid] = -INFINITY, s_l[tid] = 0.f;
 
-  const int key_end = min(n_keys, (split + 1) * ds.per_split);
-  for (int j0 = split * ds.per_split; j0 < key_end; j0 += C) {
+  for (int j0 = key_begin; j0 < key_end; j0 += C) {
     const int nj = min(C, key_end - j0);
     // Scores. Every thread runs the same rounds (the shuffles need the whole warp).
     for (int base = 0; base < nj; base += R * U) {
@@ -401,6 +413,7 @@ __global__ void __launch_bounds__(kDecThreads, kG <= 4 ? 4 : 3) attention_decode
     __syncthreads();  // s_p is rewritten by the next chunk
   }
 
+  timeline_stamp(p.timeline, stamp_slot, 2);  // the keys are done
   // Sum the row groups' outputs.
   if (active)
 #pragma unroll
@@ -481,6 +494,14 @@ __global__ void __launch_bounds__(kDecThreads, kG <= 4 ? 4 : 3) attention_decode
   if (tid == 0) p.counters[kvh] = 0;  // ready for the next launch
 }
 
+template <typename T, int kG>
+__global__ void __launch_bounds__(kDecThreads, kG <= 4 ? 4 : 3) attention_decode_kernel(DecodeParams p) {
+  unsigned stamp_slot = 0;
+  timeline_stamp(p.timeline, stamp_slot, 0);
+  attention_decode_block<T, kG>(p, stamp_slot);
+  timeline_stamp(p.timeline, stamp_slot, 3);
+}
+
 struct DecodePlan {
   bool ok = false;
   int kg = 0, lanes = 0, splits = 0;
@@ -537,6 +558,10 @@ void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* work
   DecodeParams p{a.out, a.q, a.k_cache, a.v_cache, a.pos_dev, a.pos0, a.n_heads, a.n_heads / a.n_kv_heads,
                  a.head_dim, a.max_seq, plan.lanes, 1.0f / std::sqrt(float(a.head_dim)), nullptr, nullptr,
                  a.split_counters};
+  if (timeline_on())
+    p.timeline = timeline_node("attention decode " + std::to_string(a.n_heads) + "/" + std::to_string(a.n_kv_heads) +
+                                   "x" + std::to_string(a.head_dim),
+                               0);
   if (plan.splits > 1) {
     LLAMA_TP_CHECK(workspace, "attention: needs a workspace of ", plan.workspace, " bytes");
     p.part_o = static_cast<float*>(workspace);

@@ -1,49 +1,17 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 #include "kernels/common_cuda.h"
 #include "kernels/gemv_cuda.h"
+#include "kernels/timeline_cuda.h"
 #include "runtime/cuda_check.h"
 
 namespace llama_tp::kernels {
 
-#ifdef LLAMA_TP_GEMV_TIMING
-// Development aid (scripts/device_kernel_bench.sh builds kernel_timing with it): thread 0 of each
-// block stamps %globaltimer at its entry, after the wait for the kernel before, when x is staged
-// (streaming starts) and at the block's end, so that a GEMV's time between launches splits into
-// phases. Off in every other build: the stamps compile to nothing.
-constexpr unsigned kStampBlocks = 8192;
-__device__ unsigned long long g_gemv_stamps[kStampBlocks][4];
-__device__ unsigned g_gemv_blocks;
-void gemv_timing_reset() {
-  const unsigned zero = 0;
-  CUDA_CHECK(cudaMemcpyToSymbol(g_gemv_blocks, &zero, sizeof zero));
-}
-unsigned gemv_timing_fetch(unsigned long long (*stamps)[4]) {
-  unsigned n = 0;
-  CUDA_CHECK(cudaDeviceSynchronize());
-  CUDA_CHECK(cudaMemcpyFromSymbol(&n, g_gemv_blocks, sizeof n));
-  CUDA_CHECK(cudaMemcpyFromSymbol(stamps, g_gemv_stamps, sizeof g_gemv_stamps));
-  return n < kStampBlocks ? n : kStampBlocks;
-}
-#endif
-
 namespace {
-
-// Stamp `event` (0 entry, 1 waited, 2 staged, 3 end: a block barrier first) of this block; `id`
-// is thread 0's slot, taken at entry. Nothing unless LLAMA_TP_GEMV_TIMING.
-__device__ __forceinline__ void gemv_stamp([[maybe_unused]] unsigned& id, [[maybe_unused]] int event) {
-#ifdef LLAMA_TP_GEMV_TIMING
-  if (event == 3) __syncthreads();
-  if (threadIdx.x != 0) return;
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  if (event == 0) id = atomicAdd(&g_gemv_blocks, 1u) % kStampBlocks;
-  g_gemv_stamps[id][event] = t;
-#endif
-}
 
 constexpr int kWarps = 8;             // warps per block
 constexpr int kUnroll = 4;            // 16-byte loads in flight per row and lane (two rows: 8)
@@ -68,6 +36,7 @@ struct Params {
   int warps_per_pair;
   int preload;          // vector path: where in shared memory (float4s) a batch is preloaded, or -1
   GemvRope rope;
+  Timeline timeline;    // LLAMA_TP_TIMELINE (kernels/timeline_cuda.h)
 };
 
 // Rows of pair `pair`: r0 and r1 = r0 + half, or r0 again where a Store pair's second row is
@@ -510,7 +479,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
   float* s_x = reinterpret_cast<float*>(smem4);
   __shared__ float s_part[2][kWarps];
   unsigned stamp_id = 0;
-  gemv_stamp(stamp_id, 0);
+  timeline_stamp(p.timeline, stamp_id, 0);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wpp = p.warps_per_pair;
   const int groups = kWarps / wpp, group = warp / wpp;
   const int begin = int(int64_t(p.n_pairs) * blockIdx.x / gridDim.x);
@@ -544,7 +513,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
   auto start_on_x = [&]() -> const float* {
     wait_for_previous_kernel();
     release_next_kernel();
-    gemv_stamp(stamp_id, 1);
+    timeline_stamp(p.timeline, stamp_id, 1);
     if constexpr (kStaged) {
       stage_input(p, s_x);
       if constexpr (kIntDot) quantize_staged_x(s_x, p.k);
@@ -587,7 +556,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     if (preloaded) load_batch<W, true>(p, c1_first.r0, c1_first.r1, t + c1_first.it * per_batch, stride, buf[1], area);
     const float* x = start_on_x();
     const XPlanes planes = planes_after(s_x, p.k);  // the integer kind's x
-    gemv_stamp(stamp_id, 2);
+    timeline_stamp(p.timeline, stamp_id, 2);
     float a0 = 0.f, a1 = 0.f;
     auto sum = [&](const Cursor& c, const Batch<W>& b) {
       if constexpr (kIntDot) {
@@ -615,15 +584,17 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
       if (b + 1 < total) sum(c1, buf[1]);
       c0 = c2;
     }
-    gemv_stamp(stamp_id, 3);
+    timeline_stamp(p.timeline, stamp_id, 3);
   } else {
     const float* x = start_on_x();
+    timeline_stamp(p.timeline, stamp_id, 2);
     for (int round = 0; round < rounds; ++round) {
       int r0, r1;
       float a0 = 0.f, a1 = 0.f;
       if (rows_of(round, r0, r1)) row_pair_dot_scalar(p, r0, r1, x, t, stride, a0, a1);
       finish(round, a0, a1);
     }
+    timeline_stamp(p.timeline, stamp_id, 3);
   }
 }
 
@@ -714,6 +685,13 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
                  "gemv: warps_per_row must be 1, 2, 4 or 8, not ", wpp);
   p.warps_per_pair = wpp > 0 ? wpp : gemv_warps_per_row(p.rows, k, w.dtype);
   const bool int_dot = kInt8 && int_dot_applies(k, vec, staged);
+  if (timeline_on()) {
+    static const char* kEpilogue[] = {"", " swiglu", " rope"};
+    const double bytes = double(p.rows) * k * sizeof(W) + (kInt8 ? 4.0 * p.rows * p.groups : 0.0);
+    p.timeline = timeline_node("gemv " + std::to_string(p.rows) + "x" + std::to_string(k) + " " +
+                                   dtype_name(w.dtype) + kEpilogue[int(e)],
+                               bytes);
+  }
   switch (e) {
     case GemvEpilogue::Store: launch_epilogue<W, GemvEpilogue::Store>(p, staged, vec, int_dot, stream); break;
     case GemvEpilogue::Swiglu: launch_epilogue<W, GemvEpilogue::Swiglu>(p, staged, vec, int_dot, stream); break;

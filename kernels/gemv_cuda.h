@@ -71,13 +71,6 @@ bool gemv_stages_input(int k);
 // few blocks to keep every SM streaming (tall-thin shapes, tensor-parallel shards).
 int gemv_warps_per_row(int n, int k, DType w_dtype);
 
-#ifdef LLAMA_TP_GEMV_TIMING
-// Per-block phase stamps of the vector GEMVs (kernels/gemv.cu; development builds only): reset,
-// launch, then fetch the stamps of the blocks since (entry, waited, staged, end; ns) and their count.
-void gemv_timing_reset();
-unsigned gemv_timing_fetch(unsigned long long (*stamps)[4]);
-#endif
-
 // Plain forms (x as is, out = w · x): float weights, SwiGLU over [gate | up], int8 weights.
 void gemv_cuda(float* out, const float* x, const void* w, DType w_dtype, int n, int k, cudaStream_t stream,
                int warps_per_row = 0);

@@ -63,6 +63,7 @@ void bench_on_rank0(Engine& e, DistributedModel& dm, const Options& o) {
   const int ctx = e.model->max_seq();
   const double bandwidth = o.bandwidth_gbs > 0 ? o.bandwidth_gbs : e.copy_bandwidth_gbs;
   std::vector<Row> rows;
+  std::string timelines;
 
   for (int p : o.bench_prompt) {
     if (p == 0) continue;
@@ -84,13 +85,20 @@ void bench_on_rank0(Engine& e, DistributedModel& dm, const Options& o) {
                      " positions but the context size is ", ctx, " (raise --ctx-size)");
       std::vector<int32_t> fill = random_tokens(std::max(d, 1), c.vocab_size, 2);
       std::vector<double> tps;
+      int32_t next = 0;
+      int pos = 0;
       for (int r = 0; r <= o.bench_reps; ++r) {  // the first run warms up
-        int32_t next = dm.step_argmax(fill, 0);
-        int pos = int(fill.size());
+        next = dm.step_argmax(fill, 0);
+        pos = int(fill.size());
         auto t0 = Clock::now();
         for (int i = 0; i < n; ++i) next = dm.step_argmax({next}, pos++);
         double s = std::chrono::duration<double>(Clock::now() - t0).count();
         if (r > 0) tps.push_back(n / s);
+      }
+      // LLAMA_TP_TIMELINE=1: one more step, its kernels on a timeline (CUDA; development aid).
+      if (pos + 1 < ctx) {
+        const std::string tl = e.backend->kernel_timeline([&] { next = dm.step_argmax({next}, pos++); });
+        if (!tl.empty()) timelines += "tg" + std::to_string(n) + " at position " + std::to_string(pos - 1) + ", " + tl;
       }
       Row row{"tg" + std::to_string(n) + (d ? "@d" + std::to_string(d) : ""), 0, n, d, stats_of(tps), 0, 0};
       // Average depth over the run: the cache grows from d to d + n.
@@ -132,6 +140,7 @@ void bench_on_rank0(Engine& e, DistributedModel& dm, const Options& o) {
     std::printf("| %s | %s | %d | %s | %s | %.2f ± %.2f | %s | %s |\n", model_name.c_str(), e.backend->name().c_str(),
                 e.ranks.world, dtype.c_str(), r.test.c_str(), r.tps.mean, r.tps.stddev, bw, pct);
   }
+  if (!timelines.empty()) std::printf("\n%s", timelines.c_str());
   std::fflush(stdout);
 }
 

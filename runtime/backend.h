@@ -6,6 +6,7 @@
 // Conventions: activations are float32 tensors [n_tokens, width] on the backend's device.
 // Weights are [out_features, in_features] in the dtype the backend chose in upload_weight().
 // All ops are asynchronous on the backend's stream; synchronize() waits for them.
+#include <functional>
 #include <memory>
 #include <utility>
 #include <string>
@@ -157,6 +158,9 @@ class Backend {
   virtual void* native_stream() { return nullptr; }
   // Bytes of device memory free and in total (0, 0 where not meaningful, e.g. the CPU).
   virtual std::pair<size_t, size_t> memory_info() { return {0, 0}; }
+  // Development aid (CUDA with LLAMA_TP_TIMELINE=1, kernels/timeline_cuda.h): runs `step` and
+  // returns where its kernels' time went, as a table; empty where there is no timeline.
+  virtual std::string kernel_timeline(const std::function<void()>& step) { return {}; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -14,6 +14,7 @@
 #include "kernels/matmul_cuda.h"
 #include "kernels/rmsnorm_cuda.h"
 #include "kernels/rope_cuda.h"
+#include "kernels/timeline_cuda.h"
 #include "kernels/swiglu_cuda.h"
 #include "runtime/cuda_check.h"
 
@@ -75,6 +76,7 @@ CudaBackend::CudaBackend(DType compute_dtype, int device_index, std::optional<DT
   cublas_ = h;
   CUBLAS_CHECK(cublasSetStream(h, s));
 
+  kernels::timeline_init();  // LLAMA_TP_TIMELINE=1 only
   CUDA_CHECK(cudaMalloc(&step_device_, 2 * sizeof(int32_t)));
   CUDA_CHECK(cudaMallocHost(&step_host_, 2 * sizeof(int32_t)));
   cudaEvent_t e;
@@ -552,6 +554,13 @@ std::pair<size_t, size_t> CudaBackend::memory_info() {
   size_t free_b = 0, total_b = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   return {free_b, total_b};
+}
+
+std::string CudaBackend::kernel_timeline(const std::function<void()>& step) {
+  if (!kernels::timeline_on()) return {};
+  kernels::timeline_reset();
+  step();
+  return kernels::timeline_report();
 }
 
 }  // namespace llama_tp

@@ -96,6 +96,7 @@ class CudaBackend : public Backend {
   void* stream() const;  // the cudaStream_t every op runs on (for the NCCL communicator)
   void* native_stream() override { return stream(); }
   std::pair<size_t, size_t> memory_info() override;
+  std::string kernel_timeline(const std::function<void()>& step) override;
   int device_index() const { return device_index_; }
   DType compute_dtype() const { return compute_dtype_; }
 

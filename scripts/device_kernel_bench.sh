@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # Times the CUDA kernels on Llama-3-8B shapes (batch-1 GEMV against cuBLAS, decode and prefill
 # attention, rmsnorm), for the speed work of issue 6. Not a test: numbers only.
-#   scripts/device_kernel_bench.sh build [dir]   here: compiles <dir>/kernel_bench and kernel_timing
-#                                                (default dir build-bench)
+#   scripts/device_kernel_bench.sh build [dir]   here: compiles <dir>/kernel_bench (default dir build-bench)
 #   scripts/device_kernel_bench.sh run [dir]     on the GPU machine: runs kernel_bench
-# kernel_timing also prints, per GEMV and dtype, the phases of 20 back-to-back launches (the middle
-# one, us from the end of the one before): block entries (first..last), the PDL wait's return
-# (median), x staged (median..last) and block ends (first / median / last).
+# With LLAMA_TP_TIMELINE=1 it also prints, per GEMV and dtype, the phases of 20 back-to-back launches
+# (kernels/timeline_cuda.h).
 set -euo pipefail
 mode=${1:-build}
 dir=${2:-build-bench}
@@ -29,6 +27,7 @@ cat >"$dir/kernel_bench.cu" <<'CU'
 #include "kernels/matmul_int8_cuda.h"
 #include "kernels/rmsnorm_cuda.h"
 #include "kernels/swiglu_cuda.h"
+#include "kernels/timeline_cuda.h"
 #include "runtime/cuda_check.h"
 using namespace llama_tp;
 using namespace llama_tp::kernels;
@@ -56,30 +55,12 @@ template <typename F> float time_us(F&& f) {
   return t[t.size() / 2];
 }
 
-#ifdef LLAMA_TP_GEMV_TIMING
-// Where 20 back-to-back launches of one GEMV spend their time: for the middle launch, each phase's
-// spread over its blocks in us from the end of the launch before (kernels/gemv.cu's stamps).
-static unsigned long long stamps[8192][4];
-void phases(const char* name) {
-  const unsigned n = gemv_timing_fetch(stamps), per = n / 20;
-  auto at = [&](int launch, int event, double q) {
-    std::vector<unsigned long long> v;
-    for (unsigned b = 0; b < per; ++b) v.push_back(stamps[launch * per + b][event]);
-    std::sort(v.begin(), v.end());
-    return v[size_t(q * (v.size() - 1))];
-  };
-  const double end_before = double(at(9, 3, 1.0));
-  auto us = [&](unsigned long long t) { return (double(t) - end_before) / 1e3; };
-  printf("%-28s %4u blocks: entry %6.2f..%5.2f  waited %5.2f  staged %5.2f..%5.2f  end %6.2f / %6.2f / %6.2f\n", name, per,
-         us(at(10, 0, 0)), us(at(10, 0, 1)), us(at(10, 1, .5)), us(at(10, 2, .5)), us(at(10, 2, 1)), us(at(10, 3, 0)),
-         us(at(10, 3, .5)), us(at(10, 3, 1)));
-}
-#endif
 
 int main() {
   cudaDeviceProp prop; CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
   cublasHandle_t h; CUBLAS_CHECK(cublasCreate(&h));
+  timeline_init();  // LLAMA_TP_TIMELINE=1 only
   const DType bf = DType::BF16;
   // ---- batch-1 linear: weights rotate among 4 copies so L2 (50 MB) cannot hold them
   struct Lin { const char* name; int n, k; };
@@ -102,14 +83,12 @@ int main() {
     auto i8_call = [&] { int c = i++ % copies; gemv_int8_cuda(out, x, (const int8_t*)q[c], (const float*)s[c], l.n, l.k, 128, 0); };
     const float g = time_us(bf_call), g20 = time_us([&] { for (int r = 0; r < 20; ++r) bf_call(); }) / 20;
     const float q1 = time_us(i8_call), q20 = time_us([&] { for (int r = 0; r < 20; ++r) i8_call(); }) / 20;
-#ifdef LLAMA_TP_GEMV_TIMING
-    for (auto [call, dt] : {std::pair{std::function<void()>(bf_call), "bf16"}, std::pair{std::function<void()>(i8_call), "int8"}}) {
-      CUDA_CHECK(cudaDeviceSynchronize());
-      gemv_timing_reset();
-      for (int r = 0; r < 20; ++r) call();
-      phases((std::string(l.name) + " " + dt).c_str());
-    }
-#endif
+    if (timeline_on())  // LLAMA_TP_TIMELINE=1: the phases of 20 back-to-back launches of each
+      for (auto [call, dt] : {std::pair{std::function<void()>(bf_call), "bf16"}, std::pair{std::function<void()>(i8_call), "int8"}}) {
+        timeline_reset();
+        for (int r = 0; r < 20; ++r) call();
+        printf("%s %s, 20 launches: %s", l.name, dt, timeline_report().c_str());
+      }
     const double bytes = double(l.n) * l.k * 2, qbytes = double(l.n) * l.k * (1 + 4.0 / 128);
     printf("%-22s %9.1f %7.0f %9.1f %7.0f %9.1f %7.0f %9.1f %7.0f\n", l.name, g, bytes / g / 1e3, g20, bytes / g20 / 1e3,
            q1, qbytes / q1 / 1e3, q20, qbytes / q20 / 1e3);
@@ -146,11 +125,7 @@ int main() {
 }
 CU
 root=$(cd "$(dirname "$0")/.." && pwd)
-# kernel_timing: the same with the GEMVs' phase stamps (LLAMA_TP_GEMV_TIMING), which also
-# prints, per GEMV, where 20 back-to-back launches spend their time.
-for variant in kernel_bench:"" kernel_timing:-DLLAMA_TP_GEMV_TIMING; do
-  nvcc -std=c++20 -O3 -arch=sm_90 --expt-relaxed-constexpr ${variant#*:} -I"$root" -o "$dir/${variant%%:*}" "$dir/kernel_bench.cu" \
-    "$root/kernels/matmul.cu" "$root/kernels/gemv.cu" "$root/kernels/attention.cu" "$root/kernels/convert.cu" "$root/kernels/rmsnorm.cu" "$root/kernels/swiglu.cu" \
-    "$root/runtime/dtype.cpp" -lcublas
-  echo "built $dir/${variant%%:*}"
-done
+nvcc -std=c++20 -O3 -arch=sm_90 --expt-relaxed-constexpr -I"$root" -o "$dir/kernel_bench" "$dir/kernel_bench.cu" \
+  "$root/kernels/matmul.cu" "$root/kernels/gemv.cu" "$root/kernels/attention.cu" "$root/kernels/convert.cu" "$root/kernels/rmsnorm.cu" "$root/kernels/swiglu.cu" \
+  "$root/kernels/timeline.cu" "$root/kernels/timeline.cpp" "$root/runtime/dtype.cpp" -lcublas
+echo "built $dir/kernel_bench"
