@@ -9,7 +9,7 @@
 // the arithmetic, the first (float weights: the second too, into shared memory) before the
 // kernel waits for the one before it (programmatic dependent launch). int8 weights (groups of a
 // multiple of 16) are summed as integer dot products, with x rounded to 16-bit integers per 16
-// columns (kernels/gemv.cu says why and how).
+// columns (kernels/gemv_int8_dot_cuda.h says why and how).
 #include <cuda_runtime.h>
 
 #include <cstdint>
