@@ -33,8 +33,9 @@ bool timeline_on() {
 }
 
 void timeline_init() {
+  if (!timeline_on()) return;  // off: not even the node table
   State& s = state();
-  if (!timeline_on() || s.stamps) return;
+  if (s.stamps) return;
   CUDA_CHECK(cudaMalloc(&s.stamps, sizeof(TimelineStamp) * kCapacity));
   CUDA_CHECK(cudaMalloc(&s.count, sizeof(unsigned)));
   CUDA_CHECK(cudaMemset(s.count, 0, sizeof(unsigned)));
