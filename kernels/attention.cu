@@ -278,13 +278,16 @@ __host__ __device__ inline DecodeSplit decode_split(int n_keys, int n_splits) {
 // Four blocks per SM (128 registers a thread) up to 4 query heads per kv head, three for 8 (more
 // would spill): the grid is sized to what is resident (decode_plan); before, 164 registers
 // left 3 blocks per SM, a 4-per-SM grid needed 1.3 waves, 30 us at 8192 keys on an H200.
-template <typename T, int kG>
+template <typename T, int kG, int kL>
 __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, unsigned& stamp_slot) {
   constexpr int V = kVec<T>, C = kDecChunk;
   constexpr int U = kG <= 4 ? 8 : 4;  // K or V rows in flight per thread
   extern __shared__ float smem[];
   __shared__ bool s_last;
-  const int hd = p.head_dim, g = p.group, L = p.lanes, R = kDecThreads / L;
+  // kL lanes share a row (a compile-time count, so that the lane reductions unroll and the rows'
+  // shuffles interleave), R = kDecThreads / kL row groups.
+  constexpr int L = kL, R = kDecThreads / kL;
+  const int hd = p.head_dim, g = p.group;
   const int kvh = blockIdx.y, split = blockIdx.x, S = gridDim.x;
   const int tid = threadIdx.x, lane = tid % L, rg = tid / L, warp = tid / 32, wlane = tid % 32;
   const int c0 = lane * V;
@@ -322,7 +325,9 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   for (int h = 0; h < kG; ++h)
 #pragma unroll
     for (int e = 0; e < V; ++e) {
-      q[h][e] = h < g && active ? p.q[size_t(kvh * g + h) * hd + c0 + e] * p.scale : 0.f;
+      // Unscaled: the scale goes on the score (a multiply on q here held the K loads back until q
+      // had arrived; SASS, session 13).
+      q[h][e] = h < g && active ? p.q[size_t(kvh * g + h) * hd + c0 + e] : 0.f;
       acc[h][e] = 0.f;
     }
   if (tid < kG) s_m[tid] = -INFINITY, s_l[tid] = 0.f;
@@ -349,6 +354,7 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
 #pragma unroll
           for (int e = 0; e < V; ++e) s[h] += q[h][e] * k[e];
         }
+#pragma unroll
         for (int o = L / 2; o > 0; o /= 2)
 #pragma unroll
           for (int h = 0; h < kG; ++h) s[h] += __shfl_xor_sync(0xffffffffu, s[h], o);
@@ -356,7 +362,7 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
         if (lane == 0 && j < nj)
 #pragma unroll
           for (int h = 0; h < kG; ++h)
-            if (h < g) s_p[h * C + j] = s[h];
+            if (h < g) s_p[h * C + j] = s[h] * p.scale;
       }
     }
     __syncthreads();
@@ -494,11 +500,11 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   if (tid == 0) p.counters[kvh] = 0;  // ready for the next launch
 }
 
-template <typename T, int kG>
+template <typename T, int kG, int kL>
 __global__ void __launch_bounds__(kDecThreads, kG <= 4 ? 4 : 3) attention_decode_kernel(DecodeParams p) {
   unsigned stamp_slot = 0;
   timeline_stamp(p.timeline, stamp_slot, 0);
-  attention_decode_block<T, kG>(p, stamp_slot);
+  attention_decode_block<T, kG, kL>(p, stamp_slot);
   timeline_stamp(p.timeline, stamp_slot, 3);
 }
 
@@ -516,14 +522,25 @@ int pow2_at_least(int v) {
 
 using DecodeKernel = void (*)(DecodeParams);
 
-DecodeKernel decode_kernel(DType cache_dtype, int kg) {
+template <typename T, int kL>
+DecodeKernel decode_kernel_for(int kg) {
+  return kg == 1 ? attention_decode_kernel<T, 1, kL>
+         : kg == 2 ? attention_decode_kernel<T, 2, kL>
+         : kg == 4 ? attention_decode_kernel<T, 4, kL>
+                   : attention_decode_kernel<T, 8, kL>;
+}
+
+// lanes: a power of two up to 32 (decode_plan).
+DecodeKernel decode_kernel(DType cache_dtype, int kg, int lanes) {
   DecodeKernel k = nullptr;
   dispatch_float(cache_dtype, [&](auto tag) {
     using T = decltype(tag);
-    k = kg == 1 ? attention_decode_kernel<T, 1>
-        : kg == 2 ? attention_decode_kernel<T, 2>
-        : kg == 4 ? attention_decode_kernel<T, 4>
-                  : attention_decode_kernel<T, 8>;
+    k = lanes == 1    ? decode_kernel_for<T, 1>(kg)
+        : lanes == 2  ? decode_kernel_for<T, 2>(kg)
+        : lanes == 4  ? decode_kernel_for<T, 4>(kg)
+        : lanes == 8  ? decode_kernel_for<T, 8>(kg)
+        : lanes == 16 ? decode_kernel_for<T, 16>(kg)
+                      : decode_kernel_for<T, 32>(kg);
   });
   return k;
 }
@@ -544,7 +561,7 @@ DecodePlan decode_plan(const AttentionArgs& a) {
   // would double the time.
   const int rows = kDecThreads / p.lanes;
   const size_t base_smem = sizeof(float) * (std::max(p.kg * kDecChunk, rows * p.kg * a.head_dim) + 3 * p.kg);
-  const void* kernel = reinterpret_cast<const void*>(decode_kernel(a.cache_dtype, p.kg));
+  const void* kernel = reinterpret_cast<const void*>(decode_kernel(a.cache_dtype, p.kg, p.lanes));
   const int fit = std::min(kBlocksPerSm, resident_blocks(kernel, kDecThreads, base_smem + sizeof(float) * p.kg * kDecMaxSplits));
   const int max_keys = a.pos_dev ? a.max_seq : a.pos0 + 1;
   const int max_splits = std::min(cdiv(max_keys, kDecKeyStep), kDecMaxSplits);
@@ -569,7 +586,7 @@ void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* work
   }
   LLAMA_TP_CHECK(plan.smem <= 48 * 1024, "attention: decode plan needs ", plan.smem, " bytes of shared memory");
   const dim3 grid(plan.splits, a.n_kv_heads);
-  CUDA_CHECK(launch(decode_kernel(a.cache_dtype, plan.kg), grid, dim3(kDecThreads), plan.smem, stream, true, p));
+  CUDA_CHECK(launch(decode_kernel(a.cache_dtype, plan.kg, plan.lanes), grid, dim3(kDecThreads), plan.smem, stream, true, p));
   CUDA_CHECK_LAUNCH();
   if (plan.splits > 1 && !a.split_counters && decode_split(a.pos0 + 1, plan.splits).n_used > 1) {
     // the host knows which splits found keys

@@ -108,7 +108,9 @@ TEST_P(CudaFusedGemv, NormLinearSwigluMatchesUnfused) {
       fused ? be.norm_linear_swiglu(out[1], gate_up, in, w13) : be.Backend::norm_linear_swiglu(out[0], gate_up, in, w13);
     }
     const auto want = out[0].to_floats(), got = out[1].to_floats();
-    EXPECT_LT(floored_rel_error(got, want, s.dim), 1e-5) << at;
+    // int8: x rounded to 16 bits on both paths, a norm an ulp apart can flip a rounding (see
+    // NormLinearMatchesUnfused); bf16_int8_g128 failed 1e-5 once (session 14, H200).
+    EXPECT_LT(floored_rel_error(got, want, s.dim), GetParam().group < 0 ? 1e-5 : 3e-5) << at;
   }
 }
 
