@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Run HERE, after scripts/device_prepare.sh: a variant of the CUDA build for a same-call A/B on the
+# GPU machine. One kernel source is compiled again with extra nvcc flags (e.g. -DSOME_SWITCH, or
+# -Xptxas -O1), put in place of its object in a copy of the library, and llama_tp and test_kernels
+# are linked against that copy into .device-data/v_<name>/ (stripped; the shared libraries are the
+# ones in .device-data/bin/devlib). The build itself is left as it was.
+#   usage: scripts/device_variant.sh <name> <kernels/file.cu> "<nvcc flags>"   (BUILD, default build-cuda)
+# Then in a script run on the GPU machine: .device-data/v_<name>/llama_tp bench ... beside
+# .device-data/bin/llama_tp, and .device-data/v_<name>/test_kernels --gtest_filter='*Cuda*'.
+set -euo pipefail
+[[ $# -eq 3 ]] || { echo "usage: $0 <name> <kernels/file.cu> \"<nvcc flags>\"" >&2; exit 2; }
+name=$1 source=$2 flags=$3
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$root/${BUILD:-build-cuda}
+[[ -f $build/libllama_tp_lib.a ]] || { echo "device_variant: no $build/libllama_tp_lib.a (run scripts/device_prepare.sh first)" >&2; exit 1; }
+[[ -f $root/$source ]] || { echo "device_variant: no source $source" >&2; exit 1; }
+object=$(basename "$source").o
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# The object's own compile command from the build, with the flags added and the output moved.
+compile=$(ninja -C "$build" -t commands llama_tp | grep -F -- "-c $root/$source " | head -1)
+[[ -n $compile ]] || { echo "device_variant: $source is not compiled into llama_tp" >&2; exit 1; }
+# (Without -MD/-MF, so that the build's dependency files stay as they are.)
+compile=$(sed -E "s# -MD -MT [^ ]+ -MF [^ ]+##; s# -o [^ ]+\$# -o $work/$object#" <<<"${compile/ -c / $flags -c }")
+(cd "$build" && eval "$compile")
+cp "$build/libllama_tp_lib.a" "$work/lib.a"
+ar r "$work/lib.a" "$work/$object"  # replaces the member of the same name
+
+out=$root/.device-data/v_$name
+mkdir -p "$out"
+for target in llama_tp tests/test_kernels; do
+  link=$(ninja -C "$build" -t commands "$target" | tail -1)
+  link=${link//libllama_tp_lib.a/$work/lib.a}
+  (cd "$build" && eval "$(sed -E "s# -o [^ ]+ # -o $out/$(basename "$target") #" <<<"$link")")
+done
+strip "$out/llama_tp" "$out/test_kernels"
+echo "device_variant: $out (llama_tp, test_kernels) with $source built with: $flags"
