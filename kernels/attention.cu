@@ -245,7 +245,7 @@ struct DecodeParams {
   const void* v_cache;
   const int32_t* pos_dev;
   int pos0;
-  int n_heads, group, head_dim, max_seq, lanes;
+  int n_heads, group, head_dim, max_seq;  // the lanes per row are the kernel's kL
   float scale;
   float* part_o;         // [split][n_heads][head_dim] unnormalised outputs
   float* part_ml;        // [split][n_heads][2] max and sum
@@ -573,7 +573,7 @@ DecodePlan decode_plan(const AttentionArgs& a) {
 
 void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* workspace, cudaStream_t stream) {
   DecodeParams p{a.out, a.q, a.k_cache, a.v_cache, a.pos_dev, a.pos0, a.n_heads, a.n_heads / a.n_kv_heads,
-                 a.head_dim, a.max_seq, plan.lanes, 1.0f / std::sqrt(float(a.head_dim)), nullptr, nullptr,
+                 a.head_dim, a.max_seq, 1.0f / std::sqrt(float(a.head_dim)), nullptr, nullptr,
                  a.split_counters};
   if (timeline_on())
     p.timeline = timeline_node("attention decode " + std::to_string(a.n_heads) + "/" + std::to_string(a.n_kv_heads) +
