@@ -18,6 +18,11 @@ rm -rf .device-data/models && cp -r "$src" .device-data/models && chmod -R u+w .
 find .device-data/models \( -name 'tokenizer*.json' -o -name '*.gguf' \) -delete
 du -sh .device-data/bin .device-data/models
 # Packed: the transfer limit is 64 MiB and xz shrinks the binaries about fourfold.
-mkdir -p .device-pack && tar cJf .device-pack/d.tar.xz .device-data
+# Only what the GPU scripts read (the build, the models, the kernel bench if built): variants
+# (scripts/device_variant.sh) and other leftovers would push it over the limit.
+mkdir -p .device-pack
+packed=(.device-data/bin .device-data/models)
+[[ -d .device-data/kbench ]] && packed+=(.device-data/kbench)
+tar cJf .device-pack/d.tar.xz "${packed[@]}"
 du -sh .device-pack/d.tar.xz
 echo "carry: .device-pack   command: tar xJf .device-pack/d.tar.xz && BUILD=.device-data/bin bash scripts/gpu_all.sh"
