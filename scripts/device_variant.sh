@@ -4,11 +4,12 @@
 # -Xptxas -O1), put in place of its object in a copy of the library, and llama_tp and test_kernels
 # are linked against that copy into .device-data/v_<name>/ (stripped; the shared libraries are the
 # ones in .device-data/bin/devlib). The build itself is left as it was.
-#   usage: scripts/device_variant.sh <name> <kernels/file.cu> "<nvcc flags>"   (BUILD, default build-cuda)
+#   usage: scripts/device_variant.sh <name> <source> "<compiler flags>"   (BUILD, default build-cuda)
+# (<source>: any file of the library, e.g. kernels/attention.cu with nvcc flags, or a .cpp.)
 # Then in a script run on the GPU machine: .device-data/v_<name>/llama_tp bench ... beside
 # .device-data/bin/llama_tp, and .device-data/v_<name>/test_kernels --gtest_filter='*Cuda*'.
 set -euo pipefail
-[[ $# -eq 3 ]] || { echo "usage: $0 <name> <kernels/file.cu> \"<nvcc flags>\"" >&2; exit 2; }
+[[ $# -eq 3 ]] || { echo "usage: $0 <name> <source> \"<compiler flags>\"" >&2; exit 2; }
 name=$1 source=$2 flags=$3
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/${BUILD:-build-cuda}
@@ -19,10 +20,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # The object's own compile command from the build, with the flags added and the output moved.
-compile=$(ninja -C "$build" -t commands llama_tp | grep -F -- "-c $root/$source " | head -1)
+compile=$(ninja -C "$build" -t commands llama_tp | grep -E -- "-c $root/$source( |\$)" | head -1 || true)
 [[ -n $compile ]] || { echo "device_variant: $source is not compiled into llama_tp" >&2; exit 1; }
 # (Without -MD/-MF, so that the build's dependency files stay as they are.)
-compile=$(sed -E "s# -MD -MT [^ ]+ -MF [^ ]+##; s# -o [^ ]+\$# -o $work/$object#" <<<"${compile/ -c / $flags -c }")
+compile=$(sed -E "s# -MD -MT [^ ]+ -MF [^ ]+##; s# -o [^ ]+# -o $work/$object#" <<<"${compile/ -c / $flags -c }")
 (cd "$build" && eval "$compile")
 cp "$build/libllama_tp_lib.a" "$work/lib.a"
 ar r "$work/lib.a" "$work/$object"  # replaces the member of the same name
