@@ -343,6 +343,83 @@ __device__ void stage_input(const Params<W>& p, float* s_x) {
   __syncthreads();
 }
 
+// The integer kind's x (or normalized residual stream) straight into its planes
+// (gemv_int8_dot_cuda.h): 4 threads per 16-column segment, each a 16-byte quarter of x (+ delta)
+// times the norm weights, rounded with the segment's max (two shuffles). The norm's 1 / rms,
+// common to every column, is returned to scale the dot products instead of the values, so that
+// x is read once. Block 0 also writes x_out. k % 16 == 0 (int_dot_applies). Every block does
+// this for the whole of x, so it is kept short: one reciprocal per segment, one FMA per value
+// (adding 1.5 * 2^23 leaves the integer in the low mantissa bits: bytes 0 and 1 are its 16-bit
+// two's complement), byte permutes into the planes. A NaN makes its segment's scale NaN, so
+// that NaN reaches the output as on the float path.
+template <typename W>
+__device__ float stage_input_planes(const Params<W>& p, const XPlanes planes) {
+  const GemvInput& in = p.in;
+  const int k = p.k, quarters = k / 4;
+  const bool write_stream = in.x_out && blockIdx.x == 0;
+  uint32_t* hi = reinterpret_cast<uint32_t*>(planes.hi);  // word i: quarter i of the hi plane
+  uint32_t* lo = hi + quarters;
+  float ss = 0.f;
+  const int step = kStageLoads * blockDim.x;
+  // The same rounds with 16-byte or scalar accesses (kV), chosen outside the loop so that each
+  // round's loads are all issued before the first is used.
+  auto rounds = [&](auto vec_tag) {
+    constexpr bool kV = decltype(vec_tag)::value;
+    auto load4 = [&](const float* a, int i) {
+      if constexpr (kV) return *reinterpret_cast<const float4*>(a + 4 * i);
+      else return make_float4(a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]);
+    };
+    auto norm4 = [&](int i) {
+      if constexpr (kV) return load_norm4(in.norm, in.norm_dtype, 4 * i);
+      else return make_float4(load_norm(in.norm, in.norm_dtype, 4 * i), load_norm(in.norm, in.norm_dtype, 4 * i + 1),
+                              load_norm(in.norm, in.norm_dtype, 4 * i + 2), load_norm(in.norm, in.norm_dtype, 4 * i + 3));
+    };
+    const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f), one = make_float4(1.f, 1.f, 1.f, 1.f);
+    // Rounds uniform across the block (the shuffles need whole warps); lanes past the end
+    // compute zeros and write nothing.
+    for (int round = 0; round < quarters; round += step) {
+      float4 v[kStageLoads], d[kStageLoads], g[kStageLoads];
+#pragma unroll
+      for (int u = 0; u < kStageLoads; ++u) {
+        const int i = round + u * blockDim.x + threadIdx.x;
+        v[u] = i < quarters ? load4(in.x, i) : zero;
+        d[u] = in.delta && i < quarters ? load4(in.delta, i) : zero;
+        g[u] = in.norm && i < quarters ? norm4(i) : one;
+      }
+#pragma unroll
+      for (int u = 0; u < kStageLoads; ++u) {
+        const int i = round + u * blockDim.x + threadIdx.x;
+        if (round + u * blockDim.x >= quarters) break;  // uniform: no lane of the block has a quarter
+        const float4 e = make_float4(v[u].x + d[u].x, v[u].y + d[u].y, v[u].z + d[u].z, v[u].w + d[u].w);
+        ss += e.x * e.x + e.y * e.y + e.z * e.z + e.w * e.w;
+        if (write_stream && i < quarters) {
+          if constexpr (kV) reinterpret_cast<float4*>(in.x_out)[i] = e;
+          else in.x_out[4 * i] = e.x, in.x_out[4 * i + 1] = e.y, in.x_out[4 * i + 2] = e.z, in.x_out[4 * i + 3] = e.w;
+        }
+        const float4 y = make_float4(e.x * g[u].x, e.y * g[u].y, e.z * g[u].z, e.w * g[u].w);
+        float mx = max_abs_nan(max_abs_nan(max_abs_nan(max_abs_nan(0.f, y.x), y.y), y.z), y.w);
+        mx = max_abs_nan(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = max_abs_nan(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        // |y * inv| stays below kMaxQ + 0.5 (inv at most 2 ulp above kMaxQ / mx); below 1e-30: zeros.
+        const float inv = mx >= 1e-30f ? __fdividef(float(kMaxQ), mx) : 0.f;
+        auto q = [&](float f) { return __float_as_uint(fmaf(f, inv, 12582912.f)); };
+        const uint32_t a = __byte_perm(q(y.x), q(y.y), 0x5140), b = __byte_perm(q(y.z), q(y.w), 0x5140);
+        if (i < quarters) {
+          lo[i] = __byte_perm(a, b, 0x5410);
+          hi[i] = __byte_perm(a, b, 0x7632);
+          if (i % 4 == 0) planes.scale[i / 4] = mx * (1.f / float(kMaxQ));
+        }
+      }
+    }
+  };
+  if (stages_in_vectors(in, k)) rounds(std::true_type{});
+  else rounds(std::false_type{});
+  float norm_scale = 1.f;
+  if (in.norm) norm_scale = 1.0f / sqrtf(block_sum(ss) / float(k) + in.eps);  // as rmsnorm_cuda
+  __syncthreads();
+  return norm_scale;
+}
+
 // The batch's share of the dots of its two rows with x, in integers per chunk (see above).
 __device__ __forceinline__ void dot_batch_int(const Params<int8_t>& p, const Batch<int8_t>& b, const XPlanes& x,
                                               int i, int stride, float& a0, float& a1) {
@@ -408,13 +485,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
 
   // After the loads that need nothing from the kernel before: wait for it, let the next one
   // start, and stage x (the normalized residual stream) where the kernel keeps it.
+  float x_scale = 1.f;  // what the int kind's dot products are multiplied by (stage_input_planes)
   auto start_on_x = [&]() -> const float* {
     wait_for_previous_kernel();
     release_next_kernel();
     timeline_stamp(p.timeline, stamp_id, 1);
-    if constexpr (kStaged) {
+    if constexpr (kIntDot) {
+      x_scale = stage_input_planes(p, x_planes(s_x, p.k));
+      return nullptr;  // the dots read the planes
+    } else if constexpr (kStaged) {
       stage_input(p, s_x);
-      if constexpr (kIntDot) quantize_staged_x(s_x, p.k);
       return s_x;
     } else {
       return p.in.x;
@@ -453,7 +533,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     const bool preloaded = p.preload >= 0 && total > 1 && c1_first.valid;
     if (preloaded) load_batch<W, true>(p, c1_first.r0, c1_first.r1, t + c1_first.it * per_batch, stride, buf[1], area);
     const float* x = start_on_x();
-    const XPlanes planes = planes_after(s_x, p.k);  // the integer kind's x
+    const XPlanes planes = x_planes(s_x, p.k);  // the integer kind's x
     timeline_stamp(p.timeline, stamp_id, 2);
     float a0 = 0.f, a1 = 0.f;
     auto sum = [&](const Cursor& c, const Batch<W>& b) {
@@ -463,6 +543,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
         if (c.valid) dot_batch<W, kStaged>(p, b, x, t + c.it * per_batch, stride, a0, a1);
       }
       if (c.it == n_iter - 1) {
+        if constexpr (kIntDot) a0 *= x_scale, a1 *= x_scale;
         finish(c.round, a0, a1);
         a0 = a1 = 0.f;
       }
@@ -497,11 +578,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
 }
 
 // Whether int8 products take integer dot products (dot_batch_int): 16-byte chunks (each in one
-// scale group), x staged with its planes (LLAMA_TP_INT8_DOT=0 keeps the float path,
-// for comparisons).
-bool int_dot_applies(int k, bool vec, bool staged) {
+// scale group), x staged as its planes, which take about half the shared memory of floats: also
+// rows past kMaxStagedK, e.g. Llama-3-70B's down projection at tp 1 (LLAMA_TP_INT8_DOT=0 keeps
+// the float path, for comparisons).
+bool int_dot_applies(int k, bool vec) {
   static const bool allowed = env_allows("LLAMA_TP_INT8_DOT");
-  return allowed && vec && staged && k % kSegment == 0 && int_dot_smem_bytes(k) <= size_t(smem_optin());
+  return allowed && vec && k % kSegment == 0 && int_dot_smem_bytes(k) <= size_t(smem_optin());
 }
 
 // Blocks for n_pairs row pairs, `groups` pairs per block and round, `fit` blocks per SM. With at
@@ -583,7 +665,7 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
   LLAMA_TP_CHECK(wpp == 0 || wpp == 1 || wpp == 2 || wpp == 4 || wpp == 8,
                  "gemv: warps_per_row must be 1, 2, 4 or 8, not ", wpp);
   p.warps_per_pair = wpp > 0 ? wpp : gemv_warps_per_row(p.rows, k, w.dtype);
-  const bool int_dot = kInt8 && int_dot_applies(k, vec, staged);
+  const bool int_dot = kInt8 && int_dot_applies(k, vec);
   if (timeline_on()) {
     static const char* kEpilogue[] = {"", " swiglu", " rope"};
     const double bytes = double(p.rows) * k * sizeof(W) + (kInt8 ? 4.0 * p.rows * p.groups : 0.0);
