@@ -4,7 +4,8 @@
 # -Xptxas -O1), put in place of its object in a copy of the library, and llama_tp and test_kernels
 # are linked against that copy into .device-data/v_<name>/ (stripped; the shared libraries are the
 # ones in .device-data/bin/devlib). The build itself is left as it was.
-#   usage: scripts/device_variant.sh <name> <source> "<compiler flags>"   (BUILD, default build-cuda)
+#   usage: scripts/device_variant.sh <name> <source> "<compiler flags>"   (BUILD, default build-cuda;
+#          TARGETS, default "llama_tp tests/test_kernels": what is linked, e.g. add tests/test_runtime)
 # (<source>: any file of the library, e.g. kernels/attention.cu with nvcc flags, or a .cpp.)
 # Then in a script run on the GPU machine: .device-data/v_<name>/llama_tp bench ... beside
 # .device-data/bin/llama_tp, and .device-data/v_<name>/test_kernels --gtest_filter='*Cuda*'.
@@ -30,10 +31,11 @@ ar r "$work/lib.a" "$work/$object"  # replaces the member of the same name
 
 out=$root/.device-data/v_$name
 mkdir -p "$out"
-for target in llama_tp tests/test_kernels; do
+targets=${TARGETS:-llama_tp tests/test_kernels}
+for target in $targets; do
   link=$(ninja -C "$build" -t commands "$target" | tail -1)
   link=${link//libllama_tp_lib.a/$work/lib.a}
   (cd "$build" && eval "$(sed -E "s# -o [^ ]+ # -o $out/$(basename "$target") #" <<<"$link")")
 done
-strip "$out/llama_tp" "$out/test_kernels"
-echo "device_variant: $out (llama_tp, test_kernels) with $source built with: $flags"
+for target in $targets; do strip "$out/$(basename "$target")"; done
+echo "device_variant: $out ($targets) with $source built with: $flags"

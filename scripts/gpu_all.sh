@@ -4,7 +4,8 @@
 # reference (shared models on the GPU: np1, np1 with NCCL, np2 on one GPU with --comm mpi),
 # hf8b (Llama-3-8B shape vs HF transformers), bench (llama_tp bench), hfbench (HF static cache),
 # int8 (scripts/int8_gpu_check.sh: int8 tests, 8B int8 bench, 70B int8 tp1 and np4 at 24 GiB),
-# memcheck (compute-sanitizer memcheck over the CUDA suites).
+# memcheck (compute-sanitizer memcheck over the CUDA suites). RACECHECK_FILTER: a gtest filter
+# for racecheck in the tests step (default: none).
 # Logs go to $OUT (or /tmp/gpu_all); a summary table is printed at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ note() { echo "$*" | tee -a "$summary"; }
 note "device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)"
 if has tests; then
   note "## CUDA test suites"
-  OUT="$logs" RACECHECK_FILTER="" MEMCHECK_FILTER="NONE" timeout 300 bash scripts/gpu_check.sh "$build" >"$logs/gpu_check.out" 2>&1
+  OUT="$logs" RACECHECK_FILTER="${RACECHECK_FILTER-}" MEMCHECK_FILTER="NONE" timeout 300 bash scripts/gpu_check.sh "$build" >"$logs/gpu_check.out" 2>&1
   grep -hE "^\[  FAILED  \]|Failure$" -A3 "$logs"/test_*.log | grep -v "^--" | head -40 | tee -a "$summary"
   tail -4 "$logs/gpu_check.out" | tee -a "$summary"
 fi
