@@ -11,6 +11,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD:-build-cuda}
 models=${MODELS:-.device-data/models}
+# The test suites find the reference models under $LLAMA_TP_SHARED/models (without it they skip).
+export LLAMA_TP_SHARED=${LLAMA_TP_SHARED:-$(cd "$(dirname "$models")" && pwd)}
 logs=${OUT:-/tmp/gpu_all}
 steps=${STEPS:-tests,reference,hf8b,bench,hfbench,int8,memcheck}
 mkdir -p "$logs"
