@@ -360,13 +360,11 @@ __device__ float stage_input_planes(const Params<W>& p, const XPlanes planes) {
   uint32_t* hi = reinterpret_cast<uint32_t*>(planes.hi);  // word i: quarter i of the hi plane
   uint32_t* lo = hi + quarters;
   float ss = 0.f;
+  const int step = kStageLoads * blockDim.x;
   // The same rounds with 16-byte or scalar accesses (kV), chosen outside the loop so that each
-  // round's loads are all issued before the first is used. kPlain: x alone (no delta, no norm),
-  // twice the loads of x per round in the registers the others take.
-  auto rounds = [&](auto vec_tag, auto plain_tag) {
-    constexpr bool kV = decltype(vec_tag)::value, kPlain = decltype(plain_tag)::value;
-    constexpr int kLoads = kPlain ? 2 * kStageLoads : kStageLoads;
-    const int step = kLoads * blockDim.x;
+  // round's loads are all issued before the first is used.
+  auto rounds = [&](auto vec_tag) {
+    constexpr bool kV = decltype(vec_tag)::value;
     auto load4 = [&](const float* a, int i) {
       if constexpr (kV) return *reinterpret_cast<const float4*>(a + 4 * i);
       else return make_float4(a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]);
@@ -380,16 +378,16 @@ __device__ float stage_input_planes(const Params<W>& p, const XPlanes planes) {
     // Rounds uniform across the block (the shuffles need whole warps); lanes past the end
     // compute zeros and write nothing.
     for (int round = 0; round < quarters; round += step) {
-      float4 v[kLoads], d[kLoads], g[kLoads];
+      float4 v[kStageLoads], d[kStageLoads], g[kStageLoads];
 #pragma unroll
-      for (int u = 0; u < kLoads; ++u) {
+      for (int u = 0; u < kStageLoads; ++u) {
         const int i = round + u * blockDim.x + threadIdx.x;
         v[u] = i < quarters ? load4(in.x, i) : zero;
-        d[u] = !kPlain && in.delta && i < quarters ? load4(in.delta, i) : zero;
-        g[u] = !kPlain && in.norm && i < quarters ? norm4(i) : one;
+        d[u] = in.delta && i < quarters ? load4(in.delta, i) : zero;
+        g[u] = in.norm && i < quarters ? norm4(i) : one;
       }
 #pragma unroll
-      for (int u = 0; u < kLoads; ++u) {
+      for (int u = 0; u < kStageLoads; ++u) {
         const int i = round + u * blockDim.x + threadIdx.x;
         if (round + u * blockDim.x >= quarters) break;  // uniform: no lane of the block has a quarter
         const float4 e = make_float4(v[u].x + d[u].x, v[u].y + d[u].y, v[u].z + d[u].z, v[u].w + d[u].w);
@@ -414,15 +412,8 @@ __device__ float stage_input_planes(const Params<W>& p, const XPlanes planes) {
       }
     }
   };
-  const bool vec = stages_in_vectors(in, k);
-#ifdef PLANES_PLAIN8
-  if (!in.norm && !in.delta) {
-    if (vec) rounds(std::true_type{}, std::true_type{});
-    else rounds(std::false_type{}, std::true_type{});
-  } else
-#endif
-  if (vec) rounds(std::true_type{}, std::false_type{});
-  else rounds(std::false_type{}, std::false_type{});
+  if (stages_in_vectors(in, k)) rounds(std::true_type{});
+  else rounds(std::false_type{});
   float norm_scale = 1.f;
   if (in.norm) norm_scale = 1.0f / sqrtf(block_sum(ss) / float(k) + in.eps);  // as rmsnorm_cuda
   __syncthreads();
