@@ -281,7 +281,7 @@ struct DecodeParams {
 // through its keys kDecChunk at a time. With one split the block writes the output itself
 // (no combine).
 constexpr int kDecKeyStep = 16;
-// A split has at least one round of K loads of a block (8 row groups x 8 rows for head_dim 128):
+// A split has at least one round of K loads of a block (16 row groups x 4 rows for head_dim 128):
 // below that, more splits only lengthen the combine. On an H200, Llama-3-8B decode of 128 tokens
 // from an empty cache went from 227.7 to 232.0 t/s against 16 keys a split (1B: 1029 -> 1052);
 // 128 or 256 keys were slower at depth 1024 (217 and 208 against 227 t/s).
