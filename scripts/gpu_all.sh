@@ -72,7 +72,7 @@ if has bench; then
 fi
 if has int8; then
   note "## int8 (scripts/int8_gpu_check.sh)"
-  OUT="$logs/int8" timeout ${INT8_TIMEOUT:-420} bash scripts/int8_gpu_check.sh "$build" 2>&1 | tail -25 | tee -a "$summary"
+  OUT="$logs/int8" timeout ${INT8_TIMEOUT:-420} bash scripts/int8_gpu_check.sh "$build" 2>&1 | grep -vF "[ int8 ] cpu " | tee -a "$summary"
 fi
 if has memcheck; then
   note "## compute-sanitizer memcheck"
