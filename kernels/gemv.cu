@@ -485,13 +485,14 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
 
   // After the loads that need nothing from the kernel before: wait for it, let the next one
   // start, and stage x (the normalized residual stream) where the kernel keeps it.
+  const XPlanes planes = x_planes(s_x, p.k);  // the integer kind's x
   float x_scale = 1.f;  // what the int kind's dot products are multiplied by (stage_input_planes)
   auto start_on_x = [&]() -> const float* {
     wait_for_previous_kernel();
     release_next_kernel();
     timeline_stamp(p.timeline, stamp_id, 1);
     if constexpr (kIntDot) {
-      x_scale = stage_input_planes(p, x_planes(s_x, p.k));
+      x_scale = stage_input_planes(p, planes);
       return nullptr;  // the dots read the planes
     } else if constexpr (kStaged) {
       stage_input(p, s_x);
@@ -533,7 +534,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(Params<W> p) {
     const bool preloaded = p.preload >= 0 && total > 1 && c1_first.valid;
     if (preloaded) load_batch<W, true>(p, c1_first.r0, c1_first.r1, t + c1_first.it * per_batch, stride, buf[1], area);
     const float* x = start_on_x();
-    const XPlanes planes = x_planes(s_x, p.k);  // the integer kind's x
     timeline_stamp(p.timeline, stamp_id, 2);
     float a0 = 0.f, a1 = 0.f;
     auto sum = [&](const Cursor& c, const Batch<W>& b) {

@@ -50,11 +50,6 @@ __device__ __forceinline__ int dp4a_s8u8(uint32_t a, uint32_t b, int c) {
   return d;
 }
 
-// The integer kind's planes at `at`.
-__device__ __forceinline__ XPlanes planes_at(float* at, int k) {
-  uint4* hi = reinterpret_cast<uint4*>(at);
-  return {hi, reinterpret_cast<float*>(reinterpret_cast<uint8_t*>(hi) + 2 * size_t(k))};
-}
 // The planes at the start of the kernel's shared memory.
 __device__ __forceinline__ XPlanes x_planes(float* smem, int k) {
   uint4* hi = reinterpret_cast<uint4*>(smem);
