@@ -151,6 +151,23 @@ inline bool env_allows(const char* name) {
   return !(v && v[0] == '0');
 }
 
+// 16 bytes from global to shared memory without registers (zeros where !ok), in flight until
+// copies_arrived().
+__device__ __forceinline__ void copy_async16(uint4* dst, const uint4* src, bool ok) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(unsigned(__cvta_generic_to_shared(dst))), "l"(src),
+               "r"(ok ? 16 : 0)
+               : "memory");
+#else
+  *dst = ok ? *src : make_uint4(0, 0, 0, 0);
+#endif
+}
+__device__ __forceinline__ void copies_arrived() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;" ::: "memory");
+#endif
+}
+
 // ---- Programmatic dependent launch (Hopper and later) ----
 // A kernel launched with launch(..., pdl = true) may start while the kernel before it on the
 // stream is still finishing: it must call wait_for_previous_kernel() before it reads anything

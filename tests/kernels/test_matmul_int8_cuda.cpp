@@ -131,7 +131,7 @@ TEST_P(CudaInt8, GemvKeepsPrecisionAtAnyInputScale) {
     std::vector<float> ref(n);
     kernels::matmul_int8_cpu(ref.data(), x.data(), q.data(), scales.data(), 1, n, k, group);
     Tensor xd = Tensor::from_floats(x, {1, k}).to(Device::CUDA);
-    for (int wpp : {1, 2, 4, 8}) {
+    for (int wpp : {1, 2, 4, 8, 16}) {
       Tensor out = be.alloc({1, n}, DType::F32);
       ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);  // NaN
       kernels::GemvInput in;
