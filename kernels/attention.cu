@@ -253,18 +253,8 @@ __host__ __device__ constexpr bool decode_staged(int kg) { return kg == 8; }
 __host__ __device__ constexpr int decode_out_slots(int lanes) { return 128 / lanes; }
 // Floats of shared memory before the running max and sum: the staged K/V rows and the scores
 // during the keys, the row groups' outputs after them (the same space).
-#ifdef ATT_PRESTAGE
-constexpr bool kDecPrestage = true;
-#else
-constexpr bool kDecPrestage = false;
-#endif
-// Floats of the first round's K and V rows, copied into shared memory before the wait.
-__host__ __device__ constexpr int decode_prestage_floats(int kg) {
-  return kDecPrestage ? 2 * kDecRowsInFlight * decode_threads(kg) * 4 : 0;
-}
 __host__ __device__ constexpr int decode_work_floats(int kg, int lanes, int head_dim) {
-  const int keys = (decode_staged(kg) ? kDecRowsInFlight * decode_threads(kg) * 4 : 0) + kg * kDecChunk +
-                   decode_prestage_floats(kg);
+  const int keys = (decode_staged(kg) ? kDecRowsInFlight * decode_threads(kg) * 4 : 0) + kg * kDecChunk;
   const int outs = decode_out_slots(lanes) * kg * head_dim;
   return keys > outs ? keys : outs;
 }
@@ -341,18 +331,6 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   if (prefetcher)
     for (int j = key_begin + rg; j < min(key_end, key_begin + kDecChunk); j += R)
       prefetch_l2(kh + size_t(j) * hd), prefetch_l2(vh + size_t(j) * hd);
-  // The first round's K and V rows (but the newest) straight into shared memory: this thread's
-  // own slots, read back by it alone after copies_arrived().
-  uint4* pre = reinterpret_cast<uint4*>(smem + (kStaged ? U * NT * 4 : 0) + kG * C) + tid;  // [2][U][NT]
-  if constexpr (kDecPrestage) {
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = key_begin + u * R + rg;
-      const bool ok = active && j < min(key_end, key_begin + C) && j < n_keys - 1;
-      copy_async16(pre + u * NT, reinterpret_cast<const uint4*>(kh + size_t(ok ? j : 0) * hd), ok);
-      copy_async16(pre + (U + u) * NT, reinterpret_cast<const uint4*>(vh + size_t(ok ? j : 0) * hd), ok);
-    }
-  }
   wait_for_previous_kernel();  // launched with programmatic dependent launch
   release_next_kernel();
   timeline_stamp(p.timeline, stamp_slot, 1);
@@ -360,7 +338,7 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   // Shared memory (decode_work_floats): during the keys [staged rows][scores], after them the
   // row groups' outputs from the start; then the running max and sum.
   uint4* stage = reinterpret_cast<uint4*>(smem) + tid;  // [U][NT] this thread's rows (kStaged)
-  float* s_p = smem + (kStaged ? U * NT * 4 : 0);  // [kG][C] scores, then probabilities; then pre
+  float* s_p = smem + (kStaged ? U * NT * 4 : 0);  // [kG][C] scores, then probabilities
   float* s_o = smem;                                // [RS][kG][hd] row groups' outputs (after the loop)
   float* s_m = smem + decode_work_floats(kG, kL, hd);  // [kG] running max
   float* s_l = s_m + kG;                           // [kG] running sum
@@ -384,17 +362,12 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
     // Scores. Every thread runs the same rounds (the shuffles need the whole warp).
     for (int base = 0; base < nj; base += R * U) {
       uint4 kv[U];
-      const bool prestaged = kDecPrestage && j0 == key_begin && base == 0;
-      if (prestaged) copies_arrived();
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int j = base + u * R + rg;
         const bool ok = active && j < nj;
-        if (prestaged && j0 + j != n_keys - 1)
-          kv[u] = pre[u * NT];  // zeros where !ok
-        else
-          kv[u] = ok ? __ldcs(reinterpret_cast<const uint4*>(kh + size_t(j0 + j) * hd)) : make_uint4(0, 0, 0, 0);
-        if (ok && prefetcher && !prestaged) prefetch_l2(vh + size_t(j0 + j) * hd);  // V of the key, read after the softmax
+        kv[u] = ok ? __ldcs(reinterpret_cast<const uint4*>(kh + size_t(j0 + j) * hd)) : make_uint4(0, 0, 0, 0);
+        if (ok && prefetcher) prefetch_l2(vh + size_t(j0 + j) * hd);  // V of the key, read after the softmax
       }
       if constexpr (kStaged) {
 #pragma unroll
@@ -453,15 +426,11 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
     }
     for (int base = 0; base < nj; base += R * U) {
       uint4 vv[U];
-      const bool prestaged = kDecPrestage && j0 == key_begin && base == 0;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int j = base + u * R + rg;
-        if (prestaged && j0 + j != n_keys - 1)
-          vv[u] = pre[(U + u) * NT];
-        else
-          vv[u] = active && j < nj ? __ldcs(reinterpret_cast<const uint4*>(vh + size_t(j0 + j) * hd))
-                                   : make_uint4(0, 0, 0, 0);
+        vv[u] = active && j < nj ? __ldcs(reinterpret_cast<const uint4*>(vh + size_t(j0 + j) * hd))
+                                 : make_uint4(0, 0, 0, 0);
       }
       if constexpr (kStaged) {
 #pragma unroll
@@ -518,39 +487,12 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   if (!p.counters) return;  // combine_kernel follows
 
   // The last block of this kv head to finish combines the splits that found keys (0 .. n_used).
-#ifdef ATT_COMBINE_ONE_FENCE
-  // One thread's fences order the whole block's writes and reads (after the barrier), as
-  // cooperative groups' grid sync does.
-  __syncthreads();
-  if (tid == 0) {
-    __threadfence();
-    s_last = atomicAdd(&p.counters[kvh], 1u) == unsigned(S) - 1;
-    if (s_last) __threadfence();
-  }
-  __syncthreads();
-  if (!s_last) return;
-#else
   __threadfence();
   __syncthreads();
   if (tid == 0) s_last = atomicAdd(&p.counters[kvh], 1u) == unsigned(S) - 1;
   __syncthreads();
   if (!s_last) return;
   __threadfence();
-#endif
-  const size_t split_stride = size_t(p.n_heads) * hd;
-  const bool quad_path = hd % 4 == 0 && (reinterpret_cast<uintptr_t>(p.out) & 15) == 0;
-#ifdef ATT_COMBINE_PRELOAD
-  // The first kPre splits' outputs are loaded with the max and sum, not after them.
-  constexpr int kPre = 4;
-  float4 pre_o[kPre];
-  if (quad_path && tid < g * (hd / 4)) {
-    const int quads = hd / 4, h = tid / quads, d = (tid % quads) * 4;
-    const float* src = p.part_o + (size_t(kvh) * g + h) * hd + d;
-#pragma unroll
-    for (int s = 0; s < kPre; ++s)
-      if (s < n_used) pre_o[s] = __ldcg(reinterpret_cast<const float4*>(src + s * split_stride));
-  }
-#endif
   const size_t ml_stride = size_t(p.n_heads) * 2;
   for (int h = warp; h < g; h += NT / 32) {
     const float* ml = p.part_ml + (size_t(kvh) * g + h) * 2;
@@ -569,24 +511,16 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   __syncthreads();
   // Each thread sums 4 dims of one head over the splits, several splits' loads in flight (one
   // block does this for the whole kv head: at long contexts that is dozens of splits).
-  if (quad_path) {
+  const size_t split_stride = size_t(p.n_heads) * hd;
+  if (hd % 4 == 0 && (reinterpret_cast<uintptr_t>(p.out) & 15) == 0) {
     const int quads = hd / 4;
     for (int idx = tid; idx < g * quads; idx += NT) {
       const int h = idx / quads, d = (idx % quads) * 4;
       const size_t row = size_t(kvh) * g + h;
       const float* src = p.part_o + row * hd + d;
       float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
-      int s = 0;
-#ifdef ATT_COMBINE_PRELOAD
-      if (idx == tid)  // the splits this thread has loaded
-#pragma unroll
-        for (; s < kPre && s < n_used; ++s) {
-          const float w = s_w[h * S + s];
-          o.x += w * pre_o[s].x, o.y += w * pre_o[s].y, o.z += w * pre_o[s].z, o.w += w * pre_o[s].w;
-        }
-#endif
 #pragma unroll 16
-      for (; s < n_used; ++s) {
+      for (int s = 0; s < n_used; ++s) {
         const float4 v = __ldcg(reinterpret_cast<const float4*>(src + s * split_stride));
         const float w = s_w[h * S + s];
         o.x += w * v.x, o.y += w * v.y, o.z += w * v.z, o.w += w * v.w;
