@@ -43,8 +43,7 @@ struct Params {
   int n_pairs;          // row pairs: pair p is rows r0 = (p / half) * 2 * half + p % half and r0 + half
   int half;
   int warps_per_pair;
-  int preload;          // vector path: where in shared memory (float4s) batches are preloaded, or -1
-  int preload_batches;  // how many (float weights only: int8 batches carry their scales in registers)
+  int preload;          // vector path: where in shared memory (float4s) a batch is preloaded, or -1
   GemvRope rope;
   Timeline timeline;    // LLAMA_TP_TIMELINE (kernels/timeline_cuda.h)
 };
@@ -521,27 +520,12 @@ __global__ void __launch_bounds__(kBlockWarps<W> * 32) gemv_kernel(Params<W> p) 
     c0.valid = total > 0 && rows_of(0, c0.r0, c0.r1);
     Batch<W> buf[2];
     load(c0, buf[0]);
-    // The next batches too, 1 .. n_pre, into shared memory where there is room (they need no
-    // registers while x is staged): the weights keep streaming through the wait and the staging.
+    // The second batch too, into shared memory where there is room (it needs no registers while
+    // x is staged): the weights keep streaming through the wait and the staging.
     uint4* area = reinterpret_cast<uint4*>(smem4 + max(p.preload, 0));
-    const int batch_slots = 2 * kUnroll * blockDim.x;  // uint4s of one preloaded batch
-    int n_pre = 0;
-    if (p.preload >= 0) {
-      Cursor c = c0;
-      while (n_pre < p.preload_batches && n_pre + 1 < total) {
-        c = next_of(c);
-        if (!c.valid) break;
-        load_batch<W, true>(p, c.r0, c.r1, t + c.it * per_batch, stride, buf[1], area + n_pre * batch_slots);
-        ++n_pre;
-      }
-    }
-    auto preloaded = [&](int b) { return b >= 1 && b <= n_pre; };
-    auto take = [&](int b, Batch<W>& dst) {  // preloaded batch b
-      copies_arrived();  // this thread's own copies: no barrier needed
-      uint4* a = area + (b - 1) * batch_slots;
-#pragma unroll
-      for (int j = 0; j < kUnroll; ++j) dst.u0[j] = *preload_slot(a, j, 0), dst.u1[j] = *preload_slot(a, j, 1);
-    };
+    const Cursor c1_first = next_of(c0);
+    const bool preloaded = p.preload >= 0 && total > 1 && c1_first.valid;
+    if (preloaded) load_batch<W, true>(p, c1_first.r0, c1_first.r1, t + c1_first.it * per_batch, stride, buf[1], area);
     const float* x = start_on_x();
     timeline_stamp(p.timeline, stamp_id, 2);
     float a0 = 0.f, a1 = 0.f;
@@ -559,16 +543,16 @@ __global__ void __launch_bounds__(kBlockWarps<W> * 32) gemv_kernel(Params<W> p) 
     };
     for (int b = 0; b < total; b += 2) {  // batch b in buf[0], b + 1 in buf[1]
       const Cursor c1 = next_of(c0);
-      if (b + 1 < total && !preloaded(b + 1)) load(c1, buf[1]);
+      const bool from_shared = b == 0 && preloaded;
+      if (b + 1 < total && !from_shared) load(c1, buf[1]);
       sum(c0, buf[0]);
       const Cursor c2 = next_of(c1);
-      if (b + 2 < total) {
-        if (preloaded(b + 2))
-          take(b + 2, buf[0]);
-        else
-          load(c2, buf[0]);
+      if (b + 2 < total) load(c2, buf[0]);
+      if (from_shared) {
+        copies_arrived();  // this thread's own copies: no barrier needed
+#pragma unroll
+        for (int j = 0; j < kUnroll; ++j) buf[1].u0[j] = *preload_slot(area, j, 0), buf[1].u1[j] = *preload_slot(area, j, 1);
       }
-      if (b + 1 < total && preloaded(b + 1)) take(b + 1, buf[1]);
       if (b + 1 < total) sum(c1, buf[1]);
       c0 = c2;
     }
@@ -617,24 +601,14 @@ void launch_pairs(void (*kernel)(Params<W>), Params<W> p, size_t smem, bool vec,
   static const bool preload_allowed = env_allows("LLAMA_TP_GEMV_PRELOAD") && !std::is_same_v<W, int8_t>;
   constexpr int kWarps = kBlockWarps<W>;
   const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
-  const int groups = kWarps / p.warps_per_pair;
-  const int blocks = gemv_grid(p.n_pairs, groups, fit, sm_count());
-  // Batches a warp group takes at most, and so the most worth preloading.
-  const int vec_per_row = p.k / kElems<W>, per_batch = kUnroll * 32 * p.warps_per_pair;
-  const int max_batches = cdiv(cdiv(p.n_pairs, blocks), groups) * cdiv(vec_per_row, per_batch);
-  static const int batch_cap = int(env_number("LLAMA_TP_GEMV_PRELOAD_BATCHES", 1.0));
   p.preload = -1;
-  p.preload_batches = 0;
   const size_t at = (smem + 15) / 16 * 16;
-  for (int n = 1; preload_allowed && vec && n <= std::min(batch_cap, max_batches - 1); ++n) {
-    const size_t need = at + size_t(n) * kPreloadBytes<W>;
-    if (need + 1024 > size_t(smem_optin()) ||  // 1 KiB: static shared memory
-        resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, need) < fit)
-      break;
+  if (preload_allowed && vec && at + kPreloadBytes<W> + 1024 <= size_t(smem_optin()) &&  // 1 KiB: static shared memory
+      resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, at + kPreloadBytes<W>) >= fit) {
     p.preload = int(at / 16);
-    p.preload_batches = n;
+    smem = at + kPreloadBytes<W>;
   }
-  if (p.preload >= 0) smem = at + size_t(p.preload_batches) * kPreloadBytes<W>;
+  const int blocks = gemv_grid(p.n_pairs, kWarps / p.warps_per_pair, fit, sm_count());
   CUDA_CHECK(launch(kernel, dim3(blocks), dim3(kWarps * 32), smem, stream, true, p));
 }
 
