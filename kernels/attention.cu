@@ -333,16 +333,16 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   if (prefetcher)
     for (int j = key_begin + rg; j < min(key_end, key_begin + kDecChunk); j += R)
       prefetch_l2(kh + size_t(j) * hd), prefetch_l2(vh + size_t(j) * hd);
-  // This block's share of the next kernel's weights into L2: they do not depend on anything, and
-  // the memory has room while the attention waits on its round trips.
-  if (p.l2_prefetch) {
-    const size_t blocks = size_t(S) * gridDim.y, b = size_t(kvh) * S + split;
-    const size_t end = p.l2_prefetch_lines * (b + 1) / blocks;
-    for (size_t i = p.l2_prefetch_lines * b / blocks + tid; i < end; i += NT) prefetch_l2(p.l2_prefetch + i * 128);
-  }
   wait_for_previous_kernel();  // launched with programmatic dependent launch
   release_next_kernel();
   timeline_stamp(p.timeline, stamp_slot, 1);
+  // The blocks that find no keys (splits past the position) pull the next kernel's weights into
+  // L2 meanwhile, a share each: the memory has room while the attention waits on its round trips.
+  if (p.l2_prefetch && split >= n_used) {
+    const size_t empty = size_t(S - n_used), blocks = empty * gridDim.y, b = size_t(kvh) * empty + (split - n_used);
+    const size_t end = p.l2_prefetch_lines * (b + 1) / blocks;
+    for (size_t i = p.l2_prefetch_lines * b / blocks + tid; i < end; i += NT) prefetch_l2(p.l2_prefetch + i * 128);
+  }
 
   // Shared memory (decode_work_floats): during the keys [staged rows][scores], after them the
   // row groups' outputs from the start; then the running max and sum.
