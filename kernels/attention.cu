@@ -273,8 +273,6 @@ struct DecodeParams {
   unsigned* counters;    // [n_kv_heads] finished blocks, zero between launches (or null: the
                          // host position only, combine_kernel runs after)
   Timeline timeline;     // LLAMA_TP_TIMELINE (kernels/timeline_cuda.h)
-  const char* l2_prefetch;  // AttentionArgs::l2_prefetch (or null), in 128-byte lines
-  size_t l2_prefetch_lines;
 };
 
 // How the keys of a decode call are cut: split s < n_used takes keys [s * per_split, (s + 1) *
@@ -336,13 +334,6 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   wait_for_previous_kernel();  // launched with programmatic dependent launch
   release_next_kernel();
   timeline_stamp(p.timeline, stamp_slot, 1);
-  // The blocks that find no keys (splits past the position) pull the next kernel's weights into
-  // L2 meanwhile, a share each: the memory has room while the attention waits on its round trips.
-  if (p.l2_prefetch && split >= n_used) {
-    const size_t empty = size_t(S - n_used), blocks = empty * gridDim.y, b = size_t(kvh) * empty + (split - n_used);
-    const size_t end = p.l2_prefetch_lines * (b + 1) / blocks;
-    for (size_t i = p.l2_prefetch_lines * b / blocks + tid; i < end; i += NT) prefetch_l2(p.l2_prefetch + i * 128);
-  }
 
   // Shared memory (decode_work_floats): during the keys [staged rows][scores], after them the
   // row groups' outputs from the start; then the running max and sum.
@@ -633,11 +624,6 @@ void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* work
     p.timeline = timeline_node("attention decode " + std::to_string(a.n_heads) + "/" + std::to_string(a.n_kv_heads) +
                                    "x" + std::to_string(a.head_dim),
                                0);
-  static const double prefetch_share = env_number("LLAMA_TP_ATTENTION_L2_PREFETCH", 0.0);
-  if (a.l2_prefetch && prefetch_share > 0) {
-    p.l2_prefetch = static_cast<const char*>(a.l2_prefetch);
-    p.l2_prefetch_lines = size_t(double(a.l2_prefetch_bytes) * std::min(prefetch_share, 1.0) / 128);
-  }
   if (plan.splits > 1) {
     LLAMA_TP_CHECK(workspace, "attention: needs a workspace of ", plan.workspace, " bytes");
     p.part_o = static_cast<float*>(workspace);

@@ -34,10 +34,6 @@ struct AttentionArgs {
   // block of each kv head combine the key splits of a one-token call (no second kernel). Without
   // them one-token calls take the general kernel.
   unsigned* split_counters = nullptr;
-  // Optional: bytes the next kernel will read (the output projection's weights), which the
-  // one-token kernel pulls into L2 while it waits on memory latency.
-  const void* l2_prefetch = nullptr;
-  size_t l2_prefetch_bytes = 0;
 };
 
 // Causal GQA attention. One token (decode): a kernel that streams each kv head's K and V once

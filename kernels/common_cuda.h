@@ -168,15 +168,6 @@ __device__ __forceinline__ void copies_arrived() {
 #endif
 }
 
-// A number from environment variable `name`, or `fallback` where it is unset or not a number.
-inline double env_number(const char* name, double fallback) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return fallback;
-  char* end = nullptr;
-  const double d = std::strtod(v, &end);
-  return end && *end == '\0' ? d : fallback;
-}
-
 // ---- Programmatic dependent launch (Hopper and later) ----
 // A kernel launched with launch(..., pdl = true) may start while the kernel before it on the
 // stream is still finishing: it must call wait_for_previous_kernel() before it reads anything

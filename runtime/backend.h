@@ -72,9 +72,6 @@ class Backend {
   virtual void kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv,
                          const AttentionShape& shape, int pos0) = 0;
   // Causal attention of the q part of qkv over cache positions 0 ..= pos0 + t; out [T, n_heads*head_dim].
-  // The weights the op after the next one reads (a hint, such as the output projection's before
-  // the attention): a backend may pull them into cache while that op waits on memory latency.
-  virtual void prefetch_hint(const LinearWeight& /*next*/) {}
   virtual void attention(Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
                          const AttentionShape& shape, int pos0) = 0;
   // out[T, F] = silu(gate) * up with gate_up rows [gate(F) | up(F)].

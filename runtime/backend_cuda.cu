@@ -409,8 +409,6 @@ void CudaBackend::attention(Tensor& out, const Tensor& qkv, const Tensor& k_cach
                            pos_dev ? 0 : pos0, shape.max_seq};
   a.pos_dev = pos_dev;
   if (shape.n_kv_heads <= kAttentionCounters) a.split_counters = counters_;
-  if (prefetch_next_.defined()) a.l2_prefetch = prefetch_next_.raw(), a.l2_prefetch_bytes = prefetch_next_.nbytes();
-  prefetch_next_ = Tensor();  // a hint for this attention only
   if (kernels::attention_prefill_applies(a)) {  // many query tokens: tensor-core prefill kernels
     const size_t pws = kernels::attention_prefill_workspace_bytes(a);
     kernels::attention_prefill_cuda(a, kernels::PrefillAttentionAlgo::Auto, cublas_, pws ? workspace(pws) : nullptr,

@@ -49,7 +49,6 @@ class CudaBackend : public Backend {
   void rope_qk(Tensor& qkv, const AttentionShape& shape, int pos0, const Tensor& inv_freq) override;
   void kv_append(Tensor& k_cache, Tensor& v_cache, const Tensor& qkv, const AttentionShape& shape,
                  int pos0) override;
-  void prefetch_hint(const LinearWeight& next) override { prefetch_next_ = next.values; }
   void attention(Tensor& out, const Tensor& qkv, const Tensor& k_cache, const Tensor& v_cache,
                  const AttentionShape& shape, int pos0) override;
   void swiglu(Tensor& out, const Tensor& gate_up) override;
@@ -129,7 +128,6 @@ class CudaBackend : public Backend {
   int32_t* step_host_ = nullptr;    // pinned source of the last update
   CUevent_st* step_copied_ = nullptr;
   unsigned* counters_ = nullptr;    // zeroed once; kernels that count finished blocks leave them zero
-  Tensor prefetch_next_;            // prefetch_hint, for the next attention launch
   void* argmax_scratch_ = nullptr;
   void* host_buffer_ = nullptr;     // pinned, for download()
   size_t host_buffer_bytes_ = 0;

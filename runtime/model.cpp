@@ -182,7 +182,6 @@ void Model::run_layers(const Tensor& ids, int n, int pos0) {
     const Backend::NormedInput attn_in{stream[cur], *delta, stream[cur ^ 1], L.attn_norm, eps, h};
     backend_.norm_linear_rope_kv(qkv, kv_.k(l), kv_.v(l), attn_, pos0, inv_freq_, attn_in, L.wqkv);
     if (delta->defined()) cur ^= 1;
-    backend_.prefetch_hint(L.wo);
     backend_.attention(att, qkv, kv_.k(l), kv_.v(l), attn_, pos0);
     backend_.linear(proj, att, L.wo);
     all_reduce(proj);
