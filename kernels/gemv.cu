@@ -594,8 +594,10 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
 // The row pairs over blocks of kBlockWarps / p.warps_per_pair groups. Vector kernels of float weights
 // preload their second batch into shared memory when that costs no resident blocks
 // (LLAMA_TP_GEMV_PRELOAD=0: never, for comparisons). Measured on an H200 within one call,
-// Llama-3-8B decode: bf16 234.5 -> 236.8 t/s; int8 350.3 -> 345.6, so int8 does not. (Llama-3.2-1B
-// bf16 lost 1.2% in another call, 1047 -> 1035: its GEMVs are a few batches long.)
+// Llama-3-8B decode: bf16 234.5 -> 236.8 t/s; int8 350.3 -> 345.6, so int8 does not (again in
+// session 16: 366.3 -> 352.6 with 8-warp blocks, 374.5 -> 360.5 with 16). (Llama-3.2-1B bf16 lost
+// 1.2% in another call, 1047 -> 1035: its GEMVs are a few batches long.) Preloading 2 to 6
+// batches was no faster for 8B bf16 (238.2-240.2 against 238.9/240.6), and 1B lost 6%.
 template <typename W>
 void launch_pairs(void (*kernel)(Params<W>), Params<W> p, size_t smem, bool vec, cudaStream_t stream) {
   static const bool preload_allowed = env_allows("LLAMA_TP_GEMV_PRELOAD") && !std::is_same_v<W, int8_t>;
