@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -66,6 +69,21 @@ std::string timeline_report() {
   if (n > kCapacity) return "timeline: more blocks than stamps kept (" + std::to_string(n) + ")\n";
   std::vector<TimelineStamp> stamps(n);
   CUDA_CHECK(cudaMemcpy(stamps.data(), s.stamps, sizeof(TimelineStamp) * n, cudaMemcpyDeviceToHost));
+  // LLAMA_TP_TIMELINE_DUMP=<file>: every block's stamps too, as CSV (ns from the first entry), for
+  // questions the summary cannot answer (which blocks ended last, on which SM, beside what).
+  if (const char* path = std::getenv("LLAMA_TP_TIMELINE_DUMP")) {
+    if (FILE* f = std::fopen(path, "w")) {
+      unsigned long long t0 = ~0ull;
+      for (const TimelineStamp& t : stamps) t0 = std::min(t0, t.t[0]);
+      std::fprintf(f, "node,name,block,sm,entry,waited,ready,end\n");
+      for (const TimelineStamp& t : stamps)
+        std::fprintf(f, "%u,%s,%u,%u,%lld,%lld,%lld,%lld\n", t.node, s.nodes[t.node].name.c_str(), t.block, t.sm,
+                     (long long)(t.t[0] - t0), (long long)(t.t[1] - t0), (long long)(t.t[2] - t0), (long long)(t.t[3] - t0));
+      std::fclose(f);
+    } else {
+      std::fprintf(stderr, "timeline: cannot write %s\n", path);
+    }
+  }
   return format_timeline(summarize_timeline(stamps, s.nodes));
 }
 

@@ -9,6 +9,7 @@ namespace llama_tp::kernels {
 struct TimelineStamp {
   unsigned long long t[4];  // ns: entry, waited (for the kernel before), input ready, end
   unsigned node, block;
+  unsigned sm = 0;  // the SM the block ran on
 };
 
 // What a node is: its kind (nodes of one kind are summed) and the bytes it must read at least.

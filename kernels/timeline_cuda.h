@@ -45,6 +45,9 @@ __device__ __forceinline__ void timeline_stamp(const Timeline& tl, unsigned& slo
     slot = atomicAdd(tl.count, 1u) % tl.capacity;
     tl.stamps[slot].node = tl.node;
     tl.stamps[slot].block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    tl.stamps[slot].sm = sm;
   }
   tl.stamps[slot].t[event] = t;
 }
