@@ -245,11 +245,7 @@ constexpr int kDecChunk = 128;       // most keys per softmax step
 constexpr int kDecMaxSplits = 256;
 // For 8 query heads per kv head, the K/V rows of a round go through shared memory and the score
 // and p·V loops stay rolled (shorter code, fewer registers): TinyLlama decode on an H200 +1.6%.
-#ifdef LLAMA_TP_DECODE_ROLLED  // WIP (session 17): A/B variant
-__host__ __device__ constexpr bool decode_staged(int) { return true; }
-#else
 __host__ __device__ constexpr bool decode_staged(int kg) { return kg == 8; }
-#endif
 
 // Slots of the row groups' partial outputs in shared memory: those of 128 threads; the row
 // groups beyond them fold in (attention_decode_block), so that the shared memory does not grow
@@ -289,10 +285,7 @@ constexpr int kDecKeyStep = 16;
 // below that, more splits only lengthen the combine. On an H200, Llama-3-8B decode of 128 tokens
 // from an empty cache went from 227.7 to 232.0 t/s against 16 keys a split (1B: 1029 -> 1052);
 // 128 or 256 keys were slower at depth 1024 (217 and 208 against 227 t/s).
-#ifndef LLAMA_TP_DECODE_MIN_SPLIT_KEYS  // WIP (session 17): A/B variant
-#define LLAMA_TP_DECODE_MIN_SPLIT_KEYS 64
-#endif
-constexpr int kDecMinSplitKeys = LLAMA_TP_DECODE_MIN_SPLIT_KEYS;
+constexpr int kDecMinSplitKeys = 64;
 struct DecodeSplit {
   int per_split, n_used;
 };
