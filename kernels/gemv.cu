@@ -23,6 +23,8 @@ namespace {
 template <typename W>
 constexpr int kBlockWarps = std::is_same_v<W, int8_t> ? 16 : 8;
 int block_warps(DType w) { return w == DType::I8 ? kBlockWarps<int8_t> : kBlockWarps<float>; }
+// Warps a GEMV keeps on each SM: two 8-warp blocks of float weights, one 16-warp block of int8.
+constexpr int kWarpsPerSm = 16;
 constexpr int kUnroll = 4;            // 16-byte loads in flight per row and lane (two rows: 8)
 constexpr int kMaxStagedK = 16384;    // longest x kept in shared memory (64 KiB)
 
@@ -680,15 +682,15 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
 
 bool gemv_stages_input(int k) { return k <= kMaxStagedK && size_t(k) * sizeof(float) <= size_t(smem_optin()); }
 
-// More warps per pair while the grid is short of 90% of 16 warps per SM and each lane keeps at
-// least two full batches of kUnroll 16-byte loads. Not the full 16: a grid just short of it (Llama-
+// More warps per pair while the grid is short of 90% of kWarpsPerSm and each lane keeps at
+// least two full batches of kUnroll 16-byte loads. Not the full grid: one just short of it (Llama-
 // 3-8B's o and down products, 2048 pairs: 256 blocks of 8 warps, 128 of 16 for int8) streams
 // faster with one warp per pair than with twice the warps taking turns over the pairs. On an H200
 // within one call: Llama-3-8B bf16 tg128 236.1 -> 237.7 t/s, int8 364.9 -> 377.4, Llama-3.2-1B
 // 1034 -> 1062, Llama-2-7B 263.9 -> 268.9, TinyLlama 923 -> 945, 8B at depth 8192 213.3 -> 215.3.
 int gemv_warps_per_row(int n, int k, DType w_dtype) {
   const int pairs = cdiv(n, 2), lane_loads = k / (16 / int(dtype_size(w_dtype))) / 32;
-  const int warps = block_warps(w_dtype), blocks_per_sm = 16 / warps;
+  const int warps = block_warps(w_dtype), blocks_per_sm = kWarpsPerSm / warps;
   int wpp = 1;
   while (wpp < warps && 10 * cdiv(pairs, warps / wpp) < 9 * blocks_per_sm * sm_count() && lane_loads >= 2 * wpp * kUnroll)
     wpp *= 2;
