@@ -273,6 +273,7 @@ struct DecodeParams {
   unsigned* counters;    // [n_kv_heads] finished blocks, zero between launches (or null: the
                          // host position only, combine_kernel runs after)
   Timeline timeline;     // LLAMA_TP_TIMELINE (kernels/timeline_cuda.h)
+  bool one_pass_combine = true;  // LLAMA_TP_ATTENTION_ONE_PASS_COMBINE=0: the maxima and sums first
 };
 
 // How the keys of a decode call are cut: split s < n_used takes keys [s * per_split, (s + 1) *
@@ -505,6 +506,52 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   if (!s_last) return;
   __threadfence();
   const size_t ml_stride = size_t(p.n_heads) * 2;
+  const size_t split_stride = size_t(p.n_heads) * hd;
+  const bool quad = hd % 4 == 0 && (reinterpret_cast<uintptr_t>(p.out) & 15) == 0;
+  if (quad && p.one_pass_combine) {
+    // Each thread takes 4 dims of one head and reads, per split, their partial sums and the
+    // split's max and sum together (kCombineBatch splits at a time, an online softmax across
+    // batches): one round trip to L2 where the splits are few, not one for the maxima and sums
+    // and then one for the partial sums.
+    constexpr int kCombineBatch = 8;
+    const int quads = hd / 4;
+    for (int idx = tid; idx < g * quads; idx += NT) {
+      const int h = idx / quads, d = (idx % quads) * 4;
+      const size_t row = size_t(kvh) * g + h;
+      const float* src = p.part_o + row * hd + d;
+      const float* ml = p.part_ml + row * 2;
+      float m_run = -INFINITY, l_run = 0.f;
+      float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+      for (int s0 = 0; s0 < n_used; s0 += kCombineBatch) {
+        float2 part_ml[kCombineBatch];
+        float4 part_o[kCombineBatch];
+#pragma unroll
+        for (int c = 0; c < kCombineBatch; ++c) {
+          const bool ok = s0 + c < n_used;
+          part_ml[c] = ok ? __ldcg(reinterpret_cast<const float2*>(ml + (s0 + c) * ml_stride)) : make_float2(-INFINITY, 0.f);
+          part_o[c] = ok ? __ldcg(reinterpret_cast<const float4*>(src + (s0 + c) * split_stride))
+                         : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+        float m = m_run;
+#pragma unroll
+        for (int c = 0; c < kCombineBatch; ++c) m = fmaxf(m, part_ml[c].x);
+        // Split 0 always has keys, so m is finite from the first batch on (m_run = -inf gives 0).
+        const float a = expf(m_run - m);
+        l_run *= a, o.x *= a, o.y *= a, o.z *= a, o.w *= a;
+#pragma unroll
+        for (int c = 0; c < kCombineBatch; ++c) {
+          const float w = expf(part_ml[c].x - m);  // 0 past n_used (-inf)
+          l_run += w * part_ml[c].y;
+          o.x += w * part_o[c].x, o.y += w * part_o[c].y, o.z += w * part_o[c].z, o.w += w * part_o[c].w;
+        }
+        m_run = m;
+      }
+      const float inv = 1.f / l_run;
+      *reinterpret_cast<float4*>(p.out + row * hd + d) = make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
+    }
+    if (tid == 0) p.counters[kvh] = 0;  // ready for the next launch
+    return;
+  }
   for (int h = warp; h < g; h += NT / 32) {
     const float* ml = p.part_ml + (size_t(kvh) * g + h) * 2;
     float m = -INFINITY;
@@ -522,8 +569,7 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   __syncthreads();
   // Each thread sums 4 dims of one head over the splits, several splits' loads in flight (one
   // block does this for the whole kv head: at long contexts that is dozens of splits).
-  const size_t split_stride = size_t(p.n_heads) * hd;
-  if (hd % 4 == 0 && (reinterpret_cast<uintptr_t>(p.out) & 15) == 0) {
+  if (quad) {
     const int quads = hd / 4;
     for (int idx = tid; idx < g * quads; idx += NT) {
       const int h = idx / quads, d = (idx % quads) * 4;
@@ -635,6 +681,8 @@ void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* work
     p.timeline = timeline_node("attention decode " + std::to_string(a.n_heads) + "/" + std::to_string(a.n_kv_heads) +
                                    "x" + std::to_string(a.head_dim),
                                0);
+  static const bool one_pass_combine = env_allows("LLAMA_TP_ATTENTION_ONE_PASS_COMBINE");  // =0: the two-pass combine
+  p.one_pass_combine = one_pass_combine;
   if (plan.splits > 1) {
     LLAMA_TP_CHECK(workspace, "attention: needs a workspace of ", plan.workspace, " bytes");
     p.part_o = static_cast<float*>(workspace);
