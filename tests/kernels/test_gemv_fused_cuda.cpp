@@ -81,10 +81,11 @@ TEST_P(CudaFusedGemv, NormLinearMatchesUnfused) {
         EXPECT_LT(rel_error(got.data(), want.data(), want.size()), 1e-5) << at;
       } else {
         // int8: both paths round x to 16 bits per 16 columns, but the norm computed apart can
-        // differ by an ulp and flip a rounding (2^-16 of a segment's largest): f32_int8_g64
-        // failed 1e-5 once (session 13) on random inputs. Floored as above, with the int8 GEMV
-        // tests' 3e-5.
-        EXPECT_LT(floored_rel_error(got, want, s.dim), 3e-5) << at;
+        // differ by an ulp and flip a rounding (2^-15 of a segment's largest, ~1e-4 of x): each
+        // flip moves an output by ~2e-5 of a typical one, and with one output (1x64) nothing
+        // averages it out. f32_int8_g64 failed 1e-5 once (session 13), f16_int8_row 3e-5 once
+        // (4.2e-5, session 17). Floored as above; a wrong norm, scale or row is off by 1e-2 or more.
+        EXPECT_LT(floored_rel_error(got, want, s.dim), 1e-4) << at;
       }
       if (with_delta) EXPECT_EQ(x_out[1].to_floats(), x_out[0].to_floats()) << at;
     }
