@@ -40,8 +40,9 @@ struct Case {
 // values and whose later positions hold NaN (so a read past the causal limit shows), then runs
 // attention and compares with the CPU on the cache contents the GPU holds, and (except for the
 // large cases) with the CPU in float32 on the unrounded values. With step_slot (one token) the
-// position reaches the kernels through the backend's step slot on the device (kStepPos).
-void check(DType dt, Case c, bool compare_unrounded = true, bool step_slot = false) {
+// position reaches the kernels through the backend's step slot on the device (kStepPos). With
+// unaligned_out the output starts 4 bytes past a 16-byte boundary.
+void check(DType dt, Case c, bool compare_unrounded = true, bool step_slot = false, bool unaligned_out = false) {
   CudaBackend be(dt, 0);
   AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, c.max_seq};
   const int width = shape.qkv_width(), kv_width = c.n_kv_heads * c.head_dim;
@@ -55,8 +56,10 @@ void check(DType dt, Case c, bool compare_unrounded = true, bool step_slot = fal
   ASSERT_EQ(k_cache.dtype(), be.kv_dtype());
   const auto qkv = random_floats(size_t(c.n_tokens) * width, fresh_seed(), -2.f, 2.f);
   Tensor qkv_dev = Tensor::from_floats(qkv, {c.n_tokens, width}).to(Device::CUDA);
-  Tensor out = be.alloc({c.n_tokens, c.n_heads * c.head_dim}, DType::F32);
-  ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);
+  Tensor out_buf = be.alloc({int64_t(c.n_tokens) * c.n_heads * c.head_dim + 4}, DType::F32);
+  Tensor out = Tensor::view(static_cast<float*>(out_buf.raw()) + (unaligned_out ? 1 : 0),
+                            {c.n_tokens, c.n_heads * c.head_dim}, DType::F32, Device::CUDA);
+  ASSERT_EQ(cudaMemset(out_buf.raw(), 0xff, out_buf.nbytes()), cudaSuccess);
 
   int pos = c.pos0;
   if (step_slot) {
@@ -130,6 +133,20 @@ TEST_P(CudaAttention, DecodeFromTheStepSlot) {
                  Case{6, 2, 36, 1, 300, 401}, Case{8, 2, 128, 1, 4999, 5000}, Case{2, 1, 64, 1, 10, 8200}}) {
     SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, hd " << c.head_dim << ", pos " << c.pos0);
     check(GetParam(), c, true, /*step_slot=*/true);
+  }
+}
+
+// An output that is not 16-byte aligned: the last block of a kv head weighs the splits in shared
+// memory before it combines them (the aligned case reads them 4 dims at a time).
+TEST_P(CudaAttention, DecodeToAnUnalignedOutput) {
+  SKIP_WITHOUT_GPU();
+  for (Case c : {Case{32, 8, 128, 1, 1234, 2048}, Case{8, 1, 128, 1, 777, 1000}, Case{6, 2, 36, 1, 300, 401},
+                 Case{2, 1, 64, 1, 8191, 8200}}) {
+    for (bool step_slot : {false, true}) {
+      SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, hd " << c.head_dim << ", pos "
+                                      << c.pos0 << (step_slot ? ", step slot" : ""));
+      check(GetParam(), c, true, step_slot, /*unaligned_out=*/true);
+    }
   }
 }
 
