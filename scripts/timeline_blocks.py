@@ -4,20 +4,35 @@ kernels/timeline.cu): every block's entry, wait, input-ready and end in us from 
 of the node before it (the same origin as the summary table), sorted by end, with its SM.
 
   scripts/timeline_blocks.py dump.csv[.gz] --kernel attention --nth 16 [--last 20]
+  scripts/timeline_blocks.py dump.csv[.gz] --kernel attention --nth 16 --around 2
+      (min/median/max of each stamp over the blocks of that node and of the 2 nodes on each side;
+      a decode attention's blocks grouped as split 0, split 1 and the rest)
+  scripts/timeline_blocks.py dump.csv[.gz] --kinds
+      (each kind of node's mean time: its last block end after the previous node's)
 """
 import argparse
 import collections
 import csv
 import gzip
+import re
+
+
+def _quantiles(values):
+    values = sorted(values)
+    return values[0], values[len(values) // 2], values[-1]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dump")
-    ap.add_argument("--kernel", required=True, help="prefix of the node name, e.g. 'attention' or 'gemv 6144'")
+    ap.add_argument("--kernel", help="prefix of the node name, e.g. 'attention' or 'gemv 6144'")
     ap.add_argument("--nth", type=int, default=0, help="which node of that kind, in end order (e.g. the layer)")
     ap.add_argument("--last", type=int, default=20, help="blocks to print (those that ended last)")
+    ap.add_argument("--around", type=int, help="stamp quantiles of the node and this many nodes on each side")
+    ap.add_argument("--kinds", action="store_true", help="mean time of each kind of node")
     args = ap.parse_args()
+    if not args.kinds and not args.kernel:
+        ap.error("--kernel is needed (or --kinds)")
     opener = gzip.open if args.dump.endswith(".gz") else open
     nodes = collections.defaultdict(list)
     with opener(args.dump, "rt") as f:
@@ -26,6 +41,15 @@ def main():
                 r[k] = int(r[k])
             nodes[r["node"]].append(r)
     order = sorted(nodes, key=lambda n: max(b["end"] for b in nodes[n]))
+    last_end = lambda n: max(b["end"] for b in nodes[n])
+    if args.kinds:
+        times = collections.defaultdict(list)
+        for prev, n in zip(order, order[1:]):
+            times[nodes[n][0]["name"]].append((last_end(n) - last_end(prev)) / 1e3)
+        print(f"{len(order)} nodes over {(last_end(order[-1]) - min(b['entry'] for b in nodes[order[0]])) / 1e3:.1f} us")
+        for name, t in sorted(times.items()):
+            print(f"  {name:40s} x{len(t):4d}  mean {sum(t) / len(t):8.2f} us")
+        return
     matching = [n for n in order if nodes[n][0]["name"].startswith(args.kernel)]
     if not matching:
         raise SystemExit(f"timeline_blocks: no node named '{args.kernel}...' in {args.dump}")
@@ -33,6 +57,23 @@ def main():
         raise SystemExit(f"timeline_blocks: --nth {args.nth}: there are {len(matching)} such nodes")
     node = matching[args.nth]
     i = order.index(node)
+    if args.around is not None:
+        print("node / blocks: min/median/max of each stamp in us from the last block end of the node before")
+        for j in range(max(1, i - args.around), min(len(order), i + args.around + 1)):
+            origin, blocks = last_end(order[j - 1]), nodes[order[j]]
+            name = blocks[0]["name"]
+            groups = {"all": blocks}
+            kv = re.match(r"attention decode \d+/(\d+)x", name)
+            if kv:  # grid (splits, kv heads): block = split + splits * kv head
+                splits = max(1, len(blocks) // int(kv.group(1)))
+                groups = {"split 0": [b for b in blocks if b["block"] % splits == 0],
+                          "split 1": [b for b in blocks if b["block"] % splits == 1],
+                          "later splits": [b for b in blocks if b["block"] % splits >= 2]}
+            for g, bs in groups.items():
+                q = lambda k: "/".join(f"{v:.2f}" for v in _quantiles([(b[k] - origin) / 1e3 for b in bs]))
+                print(f"{name[:36]:36s} {g:12s} {len(bs):4d}  entry {q('entry')}  waited {q('waited')}  "
+                      f"ready {q('ready')}  end {q('end')}")
+        return
     origin = max(b["end"] for b in nodes[order[i - 1]]) if i > 0 else min(b["entry"] for b in nodes[node])
     before = nodes[order[i - 1]][0]["name"] if i > 0 else "(none)"
     blocks = sorted(nodes[node], key=lambda b: b["end"])
