@@ -9,6 +9,7 @@
 # (<source>: any file of the library, e.g. kernels/attention.cu with nvcc flags, or a .cpp.)
 # Then in a script run on the GPU machine: .device-data/v_<name>/llama_tp bench ... beside
 # .device-data/bin/llama_tp, and .device-data/v_<name>/test_kernels --gtest_filter='*Cuda*'.
+# scripts/device_ab.sh (VARIANTS="<name> ...") runs the bench comparison in interleaved rounds.
 set -euo pipefail
 [[ $# -eq 3 ]] || { echo "usage: $0 <name> <source> \"<compiler flags>\"" >&2; exit 2; }
 name=$1 source=$2 flags=$3
