@@ -381,7 +381,7 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
     // keys of context) loads its V rows with its K rows; they wait in registers through the
     // softmax, one trip to memory fewer. (Larger chunks prefetch V into L2 instead.) With the
     // one-thread count-in below, on an H200 in three calls: Llama-3-8B tg128 +0.3 to +0.6%, at
-    // depth 1024 +0.1 to +0.8%, int8 +0.2 to +1.1%, Llama-3.2-1B +0.1 to +1.9%; at depth 8192
+    // depth 1024 +0.1 to +0.8%, int8 +0.1 to +1.1%, Llama-3.2-1B +0.1 to +1.9%; at depth 8192
     // 0 to -1.3% (its chunks are longer; the registers held for V cost it).
     const bool keep_v = !kStaged && nj <= R * U;
     uint4 vkeep[U];
