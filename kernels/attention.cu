@@ -255,7 +255,7 @@ __host__ __device__ constexpr int decode_out_slots(int lanes) { return 128 / lan
 // Whether the last block combines the splits 4 dims per thread (float4 partial sums and output);
 // otherwise it weighs the splits first, in shared memory (decode_plan reserves kg x splits floats).
 __host__ __device__ inline bool decode_combines_in_quads(int head_dim, const void* out) {
-  return head_dim % 4 == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0;
+  return head_dim % 4 == 0 && aligned16(out);
 }
 // Floats of shared memory before the running max and sum: the staged K/V rows and the scores
 // during the keys, the row groups' outputs after them (the same space).
