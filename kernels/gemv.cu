@@ -599,7 +599,10 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
 // Llama-3-8B decode: bf16 234.5 -> 236.8 t/s; int8 350.3 -> 345.6, so int8 does not (again in
 // session 16: 366.3 -> 352.6 with 8-warp blocks, 374.5 -> 360.5 with 16). (Llama-3.2-1B bf16 lost
 // 1.2% in another call, 1047 -> 1035: its GEMVs are a few batches long.) Preloading 2 to 6
-// batches was no faster for 8B bf16 (238.2-240.2 against 238.9/240.6), and 1B lost 6%.
+// batches was no faster for 8B bf16 (238.2-240.2 against 238.9/240.6), and 1B lost 6%. Session
+// 19, 8B int8 within one call: preloading only where x is normalized (q/k/v, gate/up), whose
+// staging is longest, 391.9 -> 386.1; while the first batch (registers) issued after the wait
+// instead of before it lost 5.2% (371.4): what is in flight before the wait counts, more does not.
 template <typename W>
 void launch_pairs(void (*kernel)(Params<W>), Params<W> p, size_t smem, bool vec, cudaStream_t stream) {
   static const bool preload_allowed = env_allows("LLAMA_TP_GEMV_PRELOAD") && !std::is_same_v<W, int8_t>;
