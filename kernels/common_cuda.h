@@ -150,6 +150,11 @@ inline bool env_allows(const char* name) {
   const char* v = std::getenv(name);
   return !(v && v[0] == '0');
 }
+// Whether an environment switch that is off by default is set (to anything but 0).
+inline bool env_asks(const char* name) {
+  const char* v = std::getenv(name);
+  return v && v[0] && v[0] != '0';
+}
 
 // 16 bytes from global to shared memory without registers (zeros where !ok), in flight until
 // copies_arrived().

@@ -620,10 +620,13 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
   return int64_t(n_pairs) >= int64_t(groups) * resident ? resident : cdiv(n_pairs, groups);
 }
 
-// The row pairs over blocks of kBlockWarps / p.warps_per_pair groups. Vector kernels of float weights
-// preload their second batch into shared memory when that costs no resident blocks
-// (LLAMA_TP_GEMV_PRELOAD=0: never, for comparisons). Measured on an H200 within one call,
-// Llama-3-8B decode: bf16 234.5 -> 236.8 t/s; int8 350.3 -> 345.6, so int8 does not (again in
+// The row pairs over blocks of kBlockWarps / p.warps_per_pair groups. With LLAMA_TP_GEMV_PRELOAD=1
+// (off by default since session 19, kept for comparisons) vector kernels of float weights preload
+// their second batch into shared memory where that costs no resident blocks. Once the fused
+// norm's weights came ahead of the wait (norm_ahead_applies), the preload lost on an H200 within
+// one call: Llama-3-8B bf16 tg128 246.6 t/s without it against 246.0, depth 1024 240.4 against
+// 239.3, depth 8192 219.1 against 216.7, Llama-3.2-1B 1118.2 against 1083.0. Before that, within
+// one call, Llama-3-8B decode: bf16 234.5 -> 236.8 t/s with it; int8 350.3 -> 345.6, so int8 does not (again in
 // session 16: 366.3 -> 352.6 with 8-warp blocks, 374.5 -> 360.5 with 16). (Llama-3.2-1B bf16 lost
 // 1.2% in another call, 1047 -> 1035: its GEMVs are a few batches long.) Preloading 2 to 6
 // batches was no faster for 8B bf16 (238.2-240.2 against 238.9/240.6), and 1B lost 6%. Session
@@ -632,7 +635,7 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
 // instead of before it lost 5.2% (371.4): what is in flight before the wait counts, more does not.
 template <typename W>
 void launch_pairs(void (*kernel)(Params<W>), Params<W> p, size_t smem, bool vec, cudaStream_t stream) {
-  static const bool preload_allowed = env_allows("LLAMA_TP_GEMV_PRELOAD") && !std::is_same_v<W, int8_t>;
+  static const bool preload_allowed = env_asks("LLAMA_TP_GEMV_PRELOAD") && !std::is_same_v<W, int8_t>;
   constexpr int kWarps = kBlockWarps<W>;
   const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
   p.preload = -1;

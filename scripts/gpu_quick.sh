@@ -18,7 +18,7 @@ if [[ ${SKIP_TESTS:-0} != 1 ]]; then
 fi
 bench -m llama3-8b -p 2048 -n 128 -d 0,8192 -r 2 --ctx-size 8448 ${BENCH_EXTRA:-}
 LLAMA_TP_PDL=0 bench -m llama3-8b -p 0 -n 128 -r 2 ${BENCH_EXTRA:-}
-LLAMA_TP_GEMV_PRELOAD=0 bench -m llama3-8b -p 0 -n 128 -r 2 ${BENCH_EXTRA:-}
+LLAMA_TP_GEMV_PRELOAD=1 bench -m llama3-8b -p 0 -n 128 -r 2 ${BENCH_EXTRA:-}
 LLAMA_TP_PDL=0 bench -m llama3-8b -p 0 -n 128 -d 8192 -r 2 --ctx-size 8448 ${BENCH_EXTRA:-}
 bench -m llama3.2-1b -p 128 -n 128 -r 3 ${BENCH_EXTRA:-}
 LLAMA_TP_PDL=0 bench -m llama3.2-1b -p 0 -n 128 -r 3 ${BENCH_EXTRA:-}
