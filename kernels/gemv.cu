@@ -590,7 +590,9 @@ __global__ void __launch_bounds__(kBlockWarps<W> * 32) gemv_kernel(Params<W> p) 
 // waits for the kernel before, instead of loading them after x's sum of squares: the staging of
 // x then takes one trip to L2, not two. On an H200 within one call (3 rounds): Llama-3-8B bf16
 // tg128 244.9 -> 248.1 t/s, at depth 1024 238.7 -> 241.0, Llama-3.2-1B +0.1%; the q/k/v product
-// 16.4-16.9 -> 15.5 us. (The integer kind loads the norm's weights with x already, one trip.)
+// 16.4-16.9 -> 15.5 us. In the next call, less: 244.9 -> 246.0, depth 1024 238.6 -> 239.3, depth
+// 8192 216.8 -> 216.7, 1B 1086.3 -> 1083.0 (with the preload of launch_pairs, then still on).
+// (The integer kind loads the norm's weights with x already, one trip.)
 // LLAMA_TP_NORM_AHEAD=0: never, for comparisons.
 bool norm_ahead_applies(const GemvInput& in, int k, bool float_staged_vec) {
   static const bool allowed = env_allows("LLAMA_TP_NORM_AHEAD");
