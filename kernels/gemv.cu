@@ -628,9 +628,10 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
 // norm's weights came ahead of the wait (norm_ahead_applies), the preload lost on an H200 within
 // one call: Llama-3-8B bf16 tg128 246.6 t/s without it against 246.0, depth 1024 240.4 against
 // 239.3, depth 8192 219.1 against 216.7, Llama-3.2-1B 1118.2 against 1083.0. Before that, within
-// one call, Llama-3-8B decode: bf16 234.5 -> 236.8 t/s with it; int8 350.3 -> 345.6, so int8 does not (again in
-// session 16: 366.3 -> 352.6 with 8-warp blocks, 374.5 -> 360.5 with 16). (Llama-3.2-1B bf16 lost
-// 1.2% in another call, 1047 -> 1035: its GEMVs are a few batches long.) Preloading 2 to 6
+// one call, Llama-3-8B decode: bf16 234.5 -> 236.8 t/s with it; int8 350.3 -> 345.6, so int8
+// does not (again in session 16: 366.3 -> 352.6 with 8-warp blocks, 374.5 -> 360.5 with 16).
+// (Llama-3.2-1B bf16 lost 1.2% in another call, 1047 -> 1035: its GEMVs are a few batches
+// long.) Preloading 2 to 6
 // batches was no faster for 8B bf16 (238.2-240.2 against 238.9/240.6), and 1B lost 6%. Session
 // 19, 8B int8 within one call: preloading only where x is normalized (q/k/v, gate/up), whose
 // staging is longest, 391.9 -> 386.1; while the first batch (registers) issued after the wait
