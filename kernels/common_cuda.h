@@ -167,7 +167,7 @@ __device__ __forceinline__ void copy_async16(uint4* dst, const uint4* src, bool 
   *dst = ok ? *src : make_uint4(0, 0, 0, 0);
 #endif
 }
-// The copies issued so far become one group; group_arrived() waits for the groups (not for
+// The copies issued so far become one group; groups_arrived() waits for the groups (not for
 // copies issued after the last commit).
 __device__ __forceinline__ void commit_copies() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800

@@ -46,8 +46,8 @@ struct Params {
   int half;
   int warps_per_pair;
   int preload;          // vector path: where in shared memory (float4s) a batch is preloaded, or -1
-  bool norm_ahead;      // float staging with a norm: its weights are copied to shared memory after x
-                        // (k floats) before the wait (norm_ahead_applies)
+  int norm_ahead;       // float staging with a norm: 16-byte chunks of its weights copied to shared
+                        // memory after x (k floats) before the wait (norm_ahead_applies), or 0
   GemvRope rope;
   Timeline timeline;    // LLAMA_TP_TIMELINE (kernels/timeline_cuda.h)
 };
@@ -525,10 +525,9 @@ __global__ void __launch_bounds__(kBlockWarps<W> * 32) gemv_kernel(Params<W> p) 
     };
     if constexpr (kStaged && !kIntDot) {
       if (p.norm_ahead) {  // the norm's weights (constant) into shared memory after x, first
-        const int chunks = p.k * (p.in.norm_dtype == DType::F32 ? 4 : 2) / 16;
         const uint4* src = static_cast<const uint4*>(p.in.norm);
         uint4* dst = reinterpret_cast<uint4*>(s_x + p.k);
-        for (int c = threadIdx.x; c < chunks; c += blockDim.x) copy_async16(dst + c, src + c, true);
+        for (int c = threadIdx.x; c < p.norm_ahead; c += blockDim.x) copy_async16(dst + c, src + c, true);
         commit_copies();
       }
     }
@@ -631,11 +630,11 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
 // one call, Llama-3-8B decode: bf16 234.5 -> 236.8 t/s with it; int8 350.3 -> 345.6, so int8
 // does not (again in session 16: 366.3 -> 352.6 with 8-warp blocks, 374.5 -> 360.5 with 16).
 // (Llama-3.2-1B bf16 lost 1.2% in another call, 1047 -> 1035: its GEMVs are a few batches
-// long.) Preloading 2 to 6
-// batches was no faster for 8B bf16 (238.2-240.2 against 238.9/240.6), and 1B lost 6%. Session
-// 19, 8B int8 within one call: preloading only where x is normalized (q/k/v, gate/up), whose
-// staging is longest, 391.9 -> 386.1; while the first batch (registers) issued after the wait
-// instead of before it lost 5.2% (371.4): what is in flight before the wait counts, more does not.
+// long.) Preloading 2 to 6 batches was no faster for 8B bf16 (238.2-240.2 against 238.9/240.6),
+// and 1B lost 6%. Session 19, 8B int8 within one call: preloading only where x is normalized
+// (q/k/v, gate/up), whose staging is longest, 391.9 -> 386.1; while the first batch (registers)
+// issued after the wait instead of before it lost 5.2% (371.4): what is in flight before the
+// wait counts, more does not.
 template <typename W>
 void launch_pairs(void (*kernel)(Params<W>), Params<W> p, size_t smem, bool vec, cudaStream_t stream) {
   static const bool preload_allowed = env_asks("LLAMA_TP_GEMV_PRELOAD") && !std::is_same_v<W, int8_t>;
@@ -658,7 +657,7 @@ void launch_epilogue(const Params<W>& p, bool staged, bool vec, bool int_dot, cu
     if (int_dot) return launch_pairs(gemv_kernel<W, E, true, true, true>, p, int_dot_smem_bytes(p.k), true, stream);
   }
   size_t smem = staged ? sizeof(float) * size_t(p.k) : 0;
-  if (p.norm_ahead) smem += size_t(p.k) * dtype_size(p.in.norm_dtype);
+  smem += size_t(p.norm_ahead) * 16;
   if (staged)
     launch_pairs(vec ? gemv_kernel<W, E, true, true> : gemv_kernel<W, E, true, false>, p, smem, vec, stream);
   else
@@ -701,7 +700,7 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
                  "gemv: warps_per_row must be a power of two up to ", kBlockWarps<W>, ", not ", wpp);
   p.warps_per_pair = wpp > 0 ? wpp : gemv_warps_per_row(p.rows, k, w.dtype);
   const bool int_dot = kInt8 && int_dot_applies(k, vec);
-  p.norm_ahead = norm_ahead_applies(in, k, staged && vec && !int_dot);
+  if (norm_ahead_applies(in, k, staged && vec && !int_dot)) p.norm_ahead = int(size_t(k) * dtype_size(in.norm_dtype) / 16);
   if (timeline_on()) {
     static const char* kEpilogue[] = {"", " swiglu", " rope"};
     const double bytes = double(p.rows) * k * sizeof(W) + (kInt8 ? 4.0 * p.rows * p.groups : 0.0);

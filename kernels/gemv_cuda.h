@@ -6,8 +6,8 @@
 //   - behind, SwiGLU (gate/up) or RoPE plus the KV-cache write (q/k/v) (GemvEpilogue).
 // Each warp takes a pair of rows (the two halves a SwiGLU or a RoPE rotation combines), so one
 // read of x serves two rows; lanes stream the rows with 16-byte loads, a batch of them ahead of
-// the arithmetic, the first (float weights: the second too, into shared memory, and a fused
-// norm's weights) before the kernel waits for the one before it (programmatic dependent launch). int8 weights (groups of a
+// the arithmetic, the first (and a fused norm's weights, into shared memory) before the kernel
+// waits for the one before it (programmatic dependent launch). int8 weights (groups of a
 // multiple of 16) are summed as integer dot products, with x rounded to 16-bit integers per 16
 // columns (kernels/gemv_int8_dot_cuda.h says why and how).
 #include <cuda_runtime.h>
