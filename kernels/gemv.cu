@@ -39,7 +39,7 @@ struct Params {
   const W* w;
   const float* scales;  // i8
   int group, groups;    // i8
-  int chunks_per_group, chunk_shift;  // i8, vector path: 16-byte chunks per scale group (its log2, or -1)
+  unsigned group_magic, group_one;  // i8, vector path: chunk c's scale group is umulhi(c, magic) + c * one
   int k;
   int rows;             // weight rows
   int n_pairs;          // row pairs: pair p is rows r0 = (p / half) * 2 * half + p % half and r0 + half
@@ -60,9 +60,12 @@ __device__ __forceinline__ void pair_rows(const Params<W>& p, int pair, int& r0,
   r1 = r0 + p.half < p.rows ? r0 + p.half : r0;
 }
 
-// The scale of row r for 16-byte chunk c (a chunk lies in one scale group: group % 16 == 0).
+// The scale of row r for 16-byte chunk c (a chunk lies in one scale group: group % 16 == 0). The
+// group, c / d for d chunks a group, is a multiply-high by ceil(2^32 / d) (d = 1: c itself), exact
+// while c * d < 2^32 (launch_gemv checks k < 2^20); two instructions for any d, where a division
+// beside a shift for powers of two took two branches in each of the kernel's inlined loads.
 __device__ __forceinline__ float chunk_scale(const Params<int8_t>& p, int r, int c) {
-  const int g = p.chunk_shift >= 0 ? c >> p.chunk_shift : c / p.chunks_per_group;
+  const unsigned g = __umulhi(unsigned(c), p.group_magic) + unsigned(c) * p.group_one;
   return __ldg(p.scales + size_t(r) * p.groups + g);
 }
 
@@ -249,97 +252,162 @@ __device__ __forceinline__ void finish_pair(const Params<W>& p, int pair, int r0
   }
 }
 
-// Four norm weights from i (a multiple of 4; the pointer aligned for it) as floats.
-__device__ __forceinline__ float4 load_norm4(const void* w, DType t, int i) {
-  if (t == DType::F32) return *reinterpret_cast<const float4*>(static_cast<const float*>(w) + i);
-  const uint2 u = *reinterpret_cast<const uint2*>(static_cast<const char*>(w) + size_t(i) * 2);
-  float f[8];
-  if (t == DType::BF16)
-    unpack(make_uint4(u.x, u.y, 0, 0), f, bf16{});
-  else
-    unpack(make_uint4(u.x, u.y, 0, 0), f, f16{});
-  return make_float4(f[0], f[1], f[2], f[3]);
-}
-
 constexpr int kStageLoads = 4;  // 16-byte loads per thread and operand in flight while staging x
 
-// Whether x (+ delta, the norm weights, x_out) can be staged with 16-byte accesses.
+// Whether x (+ delta, f32 norm weights, x_out) can be staged with 16-byte accesses: the staging
+// the kernels keep inline. Anything else (a pointer off 16 bytes, k % 4 != 0, norm weights in 16
+// bits) takes the general staging, out of line (stage_input_general, planes_rounds_general): each
+// launch fetches its kernel's code cold, at a few bytes a cycle, so code the common case never
+// runs must not lie in its path. (The CUDA backend keeps norm weights in f32: upload_norm.) On an
+// H200 in two calls, with the multiply-high of chunk_scale, against the inline general staging
+// and norms in the compute dtype: Llama-3-8B int8 tg128 +2.3% and +2.6% (387 -> 396-400 t/s),
+// Llama-3.2-1B +0.5%, 8B bf16 -0.2 to -0.4% (not traced; the norm's weights, now 4 bytes, are
+// twice the bytes the float kernels copy ahead). A probe that dropped the general path altogether (not kept)
+// had measured the same: int8 +1.9%, its q/k/v's x ready 3.66 -> 3.27 us after the wait.
 __host__ __device__ inline bool stages_in_vectors(const GemvInput& in, int k) {
-  const int norm_align = in.norm_dtype == DType::F32 ? 16 : 8;
   return k % 4 == 0 && aligned16(in.x) && (!in.delta || aligned16(in.delta)) &&
-         (!in.norm || (reinterpret_cast<uintptr_t>(in.norm) % norm_align == 0 && (!in.x_out || aligned16(in.x_out))));
+         (!in.norm || (in.norm_dtype == DType::F32 && aligned16(in.norm) && (!in.x_out || aligned16(in.x_out))));
+}
+
+// x + delta into s_x, one element at a time, any alignment; then, with a norm (any dtype), the
+// normalized values, and x_out from block 0. Ends with a barrier.
+__device__ __noinline__ void stage_input_general(GemvInput in, int k, float* s_x) {
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < k; i += blockDim.x) {
+    const float v = in.delta ? in.x[i] + in.delta[i] : in.x[i];
+    s_x[i] = v;
+    ss += v * v;
+  }
+  if (in.norm) {
+    ss = block_sum(ss);  // its barriers also make s_x visible to the whole block
+    const float scale = 1.0f / sqrtf(ss / float(k) + in.eps);  // as rmsnorm_cuda
+    const bool write_stream = in.x_out && blockIdx.x == 0;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) {
+      const float v = s_x[i];
+      if (write_stream) in.x_out[i] = v;
+      s_x[i] = v * scale * load_norm(in.norm, in.norm_dtype, i);
+    }
+  }
+  __syncthreads();
 }
 
 // x (or the normalized residual stream) into shared memory; block 0 also writes x_out. 16-byte
-// loads where the pointers allow, kStageLoads of each operand issued together, so that the
-// block waits for a few rounds of loads (x of 14336 floats: 4 rounds, not 14).
+// loads, kStageLoads of each operand issued together, so that the block waits for a few rounds of
+// loads (x of 14336 floats: 4 rounds, not 14); stage_input_general where they do not apply.
 template <typename W>
 __device__ void stage_input(const Params<W>& p, float* s_x) {
   const GemvInput& in = p.in;
+  if (!stages_in_vectors(in, p.k)) return stage_input_general(in, p.k, s_x);
   float ss = 0.f;
-  const bool vec = stages_in_vectors(in, p.k);
   const int n4 = p.k / 4, step = kStageLoads * blockDim.x;
   float4* s_x4 = reinterpret_cast<float4*>(s_x);
-  if (vec) {
-    const float4* x4 = reinterpret_cast<const float4*>(in.x);
-    const float4* d4 = reinterpret_cast<const float4*>(in.delta);
+  const float4* x4 = reinterpret_cast<const float4*>(in.x);
+  const float4* d4 = reinterpret_cast<const float4*>(in.delta);
+  for (int base = threadIdx.x; base < n4; base += step) {
+    float4 v[kStageLoads], d[kStageLoads];
+#pragma unroll
+    for (int u = 0; u < kStageLoads; ++u) {
+      const int i = base + u * blockDim.x;
+      v[u] = i < n4 ? x4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+      d[u] = d4 && i < n4 ? d4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int u = 0; u < kStageLoads; ++u) {
+      const int i = base + u * blockDim.x;
+      if (i >= n4) break;
+      const float4 e = make_float4(v[u].x + d[u].x, v[u].y + d[u].y, v[u].z + d[u].z, v[u].w + d[u].w);
+      s_x4[i] = e;
+      ss += e.x * e.x + e.y * e.y + e.z * e.z + e.w * e.w;
+    }
+  }
+  if (in.norm) {
+    // The norm's weights (f32) from where they were copied before the wait (Params::norm_ahead).
+    const float4* norm4 = reinterpret_cast<const float4*>(p.norm_ahead ? s_x + p.k : static_cast<const float*>(in.norm));
+    if (p.norm_ahead) groups_arrived();
+    ss = block_sum(ss);  // its barriers also make s_x (and the norm's copies) visible to the whole block
+    const float scale = 1.0f / sqrtf(ss / float(p.k) + in.eps);  // as rmsnorm_cuda
+    const bool write_stream = in.x_out && blockIdx.x == 0;
     for (int base = threadIdx.x; base < n4; base += step) {
-      float4 v[kStageLoads], d[kStageLoads];
+      float4 g[kStageLoads];
 #pragma unroll
       for (int u = 0; u < kStageLoads; ++u) {
         const int i = base + u * blockDim.x;
-        v[u] = i < n4 ? x4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
-        d[u] = d4 && i < n4 ? d4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+        g[u] = i < n4 ? norm4[i] : make_float4(0.f, 0.f, 0.f, 0.f);
       }
 #pragma unroll
       for (int u = 0; u < kStageLoads; ++u) {
         const int i = base + u * blockDim.x;
         if (i >= n4) break;
-        const float4 e = make_float4(v[u].x + d[u].x, v[u].y + d[u].y, v[u].z + d[u].z, v[u].w + d[u].w);
-        s_x4[i] = e;
-        ss += e.x * e.x + e.y * e.y + e.z * e.z + e.w * e.w;
-      }
-    }
-  } else {
-    for (int i = threadIdx.x; i < p.k; i += blockDim.x) {
-      const float v = in.delta ? in.x[i] + in.delta[i] : in.x[i];
-      s_x[i] = v;
-      ss += v * v;
-    }
-  }
-  if (in.norm) {
-    // The norm's weights from where they were copied before the wait (Params::norm_ahead).
-    const void* norm = p.norm_ahead ? static_cast<const void*>(s_x + p.k) : in.norm;
-    if (p.norm_ahead) groups_arrived();
-    ss = block_sum(ss);  // its barriers also make s_x (and the norm's copies) visible to the whole block
-    const float scale = 1.0f / sqrtf(ss / float(p.k) + in.eps);  // as rmsnorm_cuda
-    const bool write_stream = in.x_out && blockIdx.x == 0;
-    if (vec) {
-      for (int base = threadIdx.x; base < n4; base += step) {
-        float4 g[kStageLoads];
-#pragma unroll
-        for (int u = 0; u < kStageLoads; ++u) {
-          const int i = base + u * blockDim.x;
-          g[u] = i < n4 ? load_norm4(norm, in.norm_dtype, 4 * i) : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-#pragma unroll
-        for (int u = 0; u < kStageLoads; ++u) {
-          const int i = base + u * blockDim.x;
-          if (i >= n4) break;
-          const float4 v = s_x4[i];
-          if (write_stream) reinterpret_cast<float4*>(in.x_out)[i] = v;
-          s_x4[i] = make_float4(v.x * scale * g[u].x, v.y * scale * g[u].y, v.z * scale * g[u].z, v.w * scale * g[u].w);
-        }
-      }
-    } else {
-      for (int i = threadIdx.x; i < p.k; i += blockDim.x) {
-        const float v = s_x[i];
-        if (write_stream) in.x_out[i] = v;
-        s_x[i] = v * scale * load_norm(in.norm, in.norm_dtype, i);
+        const float4 v = s_x4[i];
+        if (write_stream) reinterpret_cast<float4*>(in.x_out)[i] = v;
+        s_x4[i] = make_float4(v.x * scale * g[u].x, v.y * scale * g[u].y, v.z * scale * g[u].z, v.w * scale * g[u].w);
       }
     }
   }
   __syncthreads();
+}
+
+// The rounds of stage_input_planes with 16-byte (kV, f32 norm weights) or scalar accesses (any
+// alignment and norm dtype), chosen outside the loop so that each round's loads are all issued
+// before the first is used. Returns this thread's share of the sum of squares.
+template <bool kV>
+__device__ __forceinline__ float planes_rounds(const GemvInput& in, int k, const XPlanes planes) {
+  const int quarters = k / 4;
+  const bool write_stream = in.x_out && blockIdx.x == 0;
+  uint32_t* hi = reinterpret_cast<uint32_t*>(planes.hi);  // word i: quarter i of the hi plane
+  uint32_t* lo = hi + quarters;
+  float ss = 0.f;
+  const int step = kStageLoads * blockDim.x;
+  auto load4 = [&](const float* a, int i) {
+    if constexpr (kV) return *reinterpret_cast<const float4*>(a + 4 * i);
+    else return make_float4(a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]);
+  };
+  auto norm4 = [&](int i) {
+    if constexpr (kV) return load4(static_cast<const float*>(in.norm), i);
+    else return make_float4(load_norm(in.norm, in.norm_dtype, 4 * i), load_norm(in.norm, in.norm_dtype, 4 * i + 1),
+                            load_norm(in.norm, in.norm_dtype, 4 * i + 2), load_norm(in.norm, in.norm_dtype, 4 * i + 3));
+  };
+  const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f), one = make_float4(1.f, 1.f, 1.f, 1.f);
+  // Rounds uniform across the block (the shuffles need whole warps); lanes past the end
+  // compute zeros and write nothing.
+  for (int round = 0; round < quarters; round += step) {
+    float4 v[kStageLoads], d[kStageLoads], g[kStageLoads];
+#pragma unroll
+    for (int u = 0; u < kStageLoads; ++u) {
+      const int i = round + u * blockDim.x + threadIdx.x;
+      v[u] = i < quarters ? load4(in.x, i) : zero;
+      d[u] = in.delta && i < quarters ? load4(in.delta, i) : zero;
+      g[u] = in.norm && i < quarters ? norm4(i) : one;
+    }
+#pragma unroll
+    for (int u = 0; u < kStageLoads; ++u) {
+      const int i = round + u * blockDim.x + threadIdx.x;
+      if (round + u * blockDim.x >= quarters) break;  // uniform: no lane of the block has a quarter
+      const float4 e = make_float4(v[u].x + d[u].x, v[u].y + d[u].y, v[u].z + d[u].z, v[u].w + d[u].w);
+      ss += e.x * e.x + e.y * e.y + e.z * e.z + e.w * e.w;
+      if (write_stream && i < quarters) {
+        if constexpr (kV) reinterpret_cast<float4*>(in.x_out)[i] = e;
+        else in.x_out[4 * i] = e.x, in.x_out[4 * i + 1] = e.y, in.x_out[4 * i + 2] = e.z, in.x_out[4 * i + 3] = e.w;
+      }
+      const float4 y = make_float4(e.x * g[u].x, e.y * g[u].y, e.z * g[u].z, e.w * g[u].w);
+      float mx = max_abs_nan(max_abs_nan(max_abs_nan(max_abs_nan(0.f, y.x), y.y), y.z), y.w);
+      mx = max_abs_nan(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = max_abs_nan(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      // |y * inv| stays below kMaxQ + 0.5 (inv at most 2 ulp above kMaxQ / mx); below 1e-30: zeros.
+      const float inv = mx >= 1e-30f ? __fdividef(float(kMaxQ), mx) : 0.f;
+      auto q = [&](float f) { return __float_as_uint(fmaf(f, inv, 12582912.f)); };
+      const uint32_t a = __byte_perm(q(y.x), q(y.y), 0x5140), b = __byte_perm(q(y.z), q(y.w), 0x5140);
+      if (i < quarters) {
+        lo[i] = __byte_perm(a, b, 0x5410);
+        hi[i] = __byte_perm(a, b, 0x7632);
+        if (i % 4 == 0) planes.scale[i / 4] = mx * (1.f / float(kMaxQ));
+      }
+    }
+  }
+  return ss;
+}
+__device__ __noinline__ float planes_rounds_general(GemvInput in, int k, XPlanes planes) {
+  return planes_rounds<false>(in, k, planes);
 }
 
 // The integer kind's x (or normalized residual stream) straight into its planes
@@ -354,67 +422,9 @@ __device__ void stage_input(const Params<W>& p, float* s_x) {
 template <typename W>
 __device__ float stage_input_planes(const Params<W>& p, const XPlanes planes) {
   const GemvInput& in = p.in;
-  const int k = p.k, quarters = k / 4;
-  const bool write_stream = in.x_out && blockIdx.x == 0;
-  uint32_t* hi = reinterpret_cast<uint32_t*>(planes.hi);  // word i: quarter i of the hi plane
-  uint32_t* lo = hi + quarters;
-  float ss = 0.f;
-  const int step = kStageLoads * blockDim.x;
-  // The same rounds with 16-byte or scalar accesses (kV), chosen outside the loop so that each
-  // round's loads are all issued before the first is used.
-  auto rounds = [&](auto vec_tag) {
-    constexpr bool kV = decltype(vec_tag)::value;
-    auto load4 = [&](const float* a, int i) {
-      if constexpr (kV) return *reinterpret_cast<const float4*>(a + 4 * i);
-      else return make_float4(a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]);
-    };
-    auto norm4 = [&](int i) {
-      if constexpr (kV) return load_norm4(in.norm, in.norm_dtype, 4 * i);
-      else return make_float4(load_norm(in.norm, in.norm_dtype, 4 * i), load_norm(in.norm, in.norm_dtype, 4 * i + 1),
-                              load_norm(in.norm, in.norm_dtype, 4 * i + 2), load_norm(in.norm, in.norm_dtype, 4 * i + 3));
-    };
-    const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f), one = make_float4(1.f, 1.f, 1.f, 1.f);
-    // Rounds uniform across the block (the shuffles need whole warps); lanes past the end
-    // compute zeros and write nothing.
-    for (int round = 0; round < quarters; round += step) {
-      float4 v[kStageLoads], d[kStageLoads], g[kStageLoads];
-#pragma unroll
-      for (int u = 0; u < kStageLoads; ++u) {
-        const int i = round + u * blockDim.x + threadIdx.x;
-        v[u] = i < quarters ? load4(in.x, i) : zero;
-        d[u] = in.delta && i < quarters ? load4(in.delta, i) : zero;
-        g[u] = in.norm && i < quarters ? norm4(i) : one;
-      }
-#pragma unroll
-      for (int u = 0; u < kStageLoads; ++u) {
-        const int i = round + u * blockDim.x + threadIdx.x;
-        if (round + u * blockDim.x >= quarters) break;  // uniform: no lane of the block has a quarter
-        const float4 e = make_float4(v[u].x + d[u].x, v[u].y + d[u].y, v[u].z + d[u].z, v[u].w + d[u].w);
-        ss += e.x * e.x + e.y * e.y + e.z * e.z + e.w * e.w;
-        if (write_stream && i < quarters) {
-          if constexpr (kV) reinterpret_cast<float4*>(in.x_out)[i] = e;
-          else in.x_out[4 * i] = e.x, in.x_out[4 * i + 1] = e.y, in.x_out[4 * i + 2] = e.z, in.x_out[4 * i + 3] = e.w;
-        }
-        const float4 y = make_float4(e.x * g[u].x, e.y * g[u].y, e.z * g[u].z, e.w * g[u].w);
-        float mx = max_abs_nan(max_abs_nan(max_abs_nan(max_abs_nan(0.f, y.x), y.y), y.z), y.w);
-        mx = max_abs_nan(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = max_abs_nan(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        // |y * inv| stays below kMaxQ + 0.5 (inv at most 2 ulp above kMaxQ / mx); below 1e-30: zeros.
-        const float inv = mx >= 1e-30f ? __fdividef(float(kMaxQ), mx) : 0.f;
-        auto q = [&](float f) { return __float_as_uint(fmaf(f, inv, 12582912.f)); };
-        const uint32_t a = __byte_perm(q(y.x), q(y.y), 0x5140), b = __byte_perm(q(y.z), q(y.w), 0x5140);
-        if (i < quarters) {
-          lo[i] = __byte_perm(a, b, 0x5410);
-          hi[i] = __byte_perm(a, b, 0x7632);
-          if (i % 4 == 0) planes.scale[i / 4] = mx * (1.f / float(kMaxQ));
-        }
-      }
-    }
-  };
-  if (stages_in_vectors(in, k)) rounds(std::true_type{});
-  else rounds(std::false_type{});
+  const float ss = stages_in_vectors(in, p.k) ? planes_rounds<true>(in, p.k, planes) : planes_rounds_general(in, p.k, planes);
   float norm_scale = 1.f;
-  if (in.norm) norm_scale = 1.0f / sqrtf(block_sum(ss) / float(k) + in.eps);  // as rmsnorm_cuda
+  if (in.norm) norm_scale = 1.0f / sqrtf(block_sum(ss) / float(p.k) + in.eps);  // as rmsnorm_cuda
   __syncthreads();
   return norm_scale;
 }
@@ -678,8 +688,11 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
     p.scales = w.scales;
     p.group = w.group;
     p.groups = cdiv(k, w.group);
-    p.chunks_per_group = std::max(1, w.group / 16);
-    p.chunk_shift = (p.chunks_per_group & (p.chunks_per_group - 1)) == 0 ? __builtin_ctz(unsigned(p.chunks_per_group)) : -1;
+    // (A group past the row is the row: the same single group, and d stays below 2^16.)
+    const uint64_t chunks_per_group = uint64_t(std::max(1, std::min(w.group, k) / 16));
+    LLAMA_TP_CHECK(k < (1 << 20), "gemv: int8 rows of ", k, " columns are longer than 2^20");  // chunk_scale
+    p.group_one = chunks_per_group == 1;
+    p.group_magic = p.group_one ? 0u : unsigned(((uint64_t(1) << 32) + chunks_per_group - 1) / chunks_per_group);
   }
   switch (e) {
     case GemvEpilogue::Store: p.rows = n, p.n_pairs = cdiv(n, 2), p.half = 1; break;

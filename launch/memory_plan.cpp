@@ -47,8 +47,9 @@ MemoryPlan plan_memory(const MemoryPlanInputs& in) {
 
   MemoryPlan plan;
   plan.inputs = in;
-  // As runtime/model.cpp load_weights: embedding and norms in the backend's float dtype.
-  plan.weights = size_t(c.vocab_size) * dim * wsize + size_t(2 * L + 1) * dim * wsize;
+  // As runtime/model.cpp load_weights: the embedding in the backend's float dtype, norms in f32
+  // (upload_norm: the CPU backend's dtype, the CUDA backend's choice).
+  plan.weights = size_t(c.vocab_size) * dim * wsize + size_t(2 * L + 1) * dim * sizeof(float);
   const std::vector<LinearShape> per_layer = {{qkv_width, dim}, {dim, q_width}, {2 * ffn, dim}, {dim, ffn}};
   for (const LinearShape& s : per_layer) plan.weights += size_t(L) * linear_weight_bytes(s.out, s.in, in.weight_dtype, in.quant);
   const LinearShape head{vocab, dim};

@@ -43,6 +43,10 @@ class Backend {
   // Copies a host weight (any dtype) into this backend's storage for weights (CPU: float32;
   // CUDA: its compute dtype). A tensor already on the device in that dtype is taken as it is.
   virtual Tensor upload_weight(const Tensor& host) = 0;
+  // Copies a norm's weights (a vector, any float dtype) into this backend's storage for them:
+  // upload_weight's by default. The CUDA backend keeps them in f32, the dtype its fused GEMVs
+  // stage x with inline (kernels/gemv.cu, stages_in_vectors).
+  virtual Tensor upload_norm(const Tensor& host) { return upload_weight(host); }
   // Uploads a linear layer's weight (host [out, in], any float dtype) stored as `quant` asks:
   // as upload_weight does, or int8 quantized here (runtime/linear_weight.h). The default
   // implementation refuses int8.

@@ -142,22 +142,25 @@ Tensor CudaBackend::make_dummy_block(const kernels::DummyFill& fill, const std::
   return t;
 }
 
-Tensor CudaBackend::upload_weight(const Tensor& src) {
+Tensor CudaBackend::upload_as(const Tensor& src, DType dtype) {
   LLAMA_TP_CHECK(src.defined(), "upload_weight: empty tensor");
   LLAMA_TP_CHECK(is_float(src.dtype()), "upload_weight: weights must be f32, f16 or bf16, not ",
                  dtype_name(src.dtype()));
-  if (src.device() == Device::CUDA && src.dtype() == compute_dtype_) return src;  // made here (dummy weights)
-  Tensor out = Tensor::empty(src.shape(), compute_dtype_, Device::CUDA);
-  if (src.dtype() == compute_dtype_) {
+  if (src.device() == Device::CUDA && src.dtype() == dtype) return src;  // made here (dummy weights)
+  Tensor out = Tensor::empty(src.shape(), dtype, Device::CUDA);
+  if (src.dtype() == dtype) {
     out.copy_from(src);
     return out;
   }
   // Convert on the GPU: the host only copies the checkpoint's bytes.
   Tensor staged = src.device() == Device::CUDA ? src : src.to(Device::CUDA);
-  kernels::convert_cuda(out.raw(), compute_dtype_, staged.raw(), src.dtype(), size_t(src.numel()), stream_);
+  kernels::convert_cuda(out.raw(), dtype, staged.raw(), src.dtype(), size_t(src.numel()), stream_);
   synchronize();  // `staged` is freed on return
   return out;
 }
+
+Tensor CudaBackend::upload_weight(const Tensor& src) { return upload_as(src, compute_dtype_); }
+Tensor CudaBackend::upload_norm(const Tensor& src) { return upload_as(src, DType::F32); }
 
 void CudaBackend::embedding(Tensor& out, const Tensor& table, const Tensor& ids) {
   expect(out, "embedding", "out");

@@ -35,6 +35,7 @@ class CudaBackend : public Backend {
   std::string name() const override;  // "cuda:0 (NVIDIA H100 80GB HBM3, bf16)"
 
   Tensor upload_weight(const Tensor& host) override;
+  Tensor upload_norm(const Tensor& host) override;
   // int8: the shard is copied in its own dtype and quantized on the GPU (backend_cuda_int8.cu).
   LinearWeight upload_linear(const Tensor& host, const QuantSpec& quant) override;
   Tensor alloc(std::vector<int64_t> shape, DType dtype) override;
@@ -101,6 +102,8 @@ class CudaBackend : public Backend {
   DType compute_dtype() const { return compute_dtype_; }
 
  private:
+  // src (any float dtype, host or device) as a device tensor of `dtype`.
+  Tensor upload_as(const Tensor& src, DType dtype);
   // Scratch on the stream, grown stream-ordered when too small (which outdates recorded graphs;
   // growing while recording is an error).
   void* workspace(size_t nbytes);

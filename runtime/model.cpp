@@ -57,13 +57,16 @@ ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const Weight
     return backend.upload_weight(read_whole(src, name, src.info(name).dtype, &backend));
   };
   auto linear = [&](const Tensor& host) { return backend.upload_linear(host, quant); };
+  auto norm = [&](const std::string& name) {
+    return backend.upload_norm(read_whole(src, name, src.info(name).dtype, &backend));
+  };
 
   ModelWeights w;
   w.embedding = whole("model.embed_tokens.weight");
   for (int l = 0; l < c.n_layers; ++l) {
     LayerWeights L;
-    L.attn_norm = whole(layer_name(l, "input_layernorm.weight"));
-    L.ffn_norm = whole(layer_name(l, "post_attention_layernorm.weight"));
+    L.attn_norm = norm(layer_name(l, "input_layernorm.weight"));
+    L.ffn_norm = norm(layer_name(l, "post_attention_layernorm.weight"));
     L.wqkv = linear(stack_rows({
         rows(layer_name(l, "self_attn.q_proj.weight"), p.q_head_begin * hd, p.n_heads_local * hd),
         rows(layer_name(l, "self_attn.k_proj.weight"), p.kv_head_begin * hd, p.n_kv_heads_local * hd),
@@ -77,7 +80,7 @@ ModelWeights load_weights(const ModelConfig& c, const ShardPlan& p, const Weight
     L.w2 = linear(cols(layer_name(l, "mlp.down_proj.weight"), p.ffn.begin, p.ffn.count));
     w.layers.push_back(std::move(L));
   }
-  w.final_norm = whole("model.norm.weight");
+  w.final_norm = norm("model.norm.weight");
   const std::string head = c.tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
   w.lm_head = linear(rows(head, p.vocab.begin, p.vocab.count));
   (void)dim;

@@ -2,7 +2,8 @@
 // unfused composition on the same backend (Backend's defaults: add_rmsnorm, then the linear
 // layer, then swiglu or rope_kv_append; each of those is tested against the CPU elsewhere), for
 // float and int8 weights, shapes that take the 16-byte and the scalar paths, with and without
-// the residual add.
+// the residual add, and norm weights in f32 (upload_norm, as the model loads them: the kernels'
+// inline staging) or in the compute dtype (their general staging, out of line).
 #ifdef LLAMA_TP_CUDA
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -36,8 +37,9 @@ class CudaFusedGemv : public ::testing::TestWithParam<Param> {
   LinearWeight weight(CudaBackend& be, int n, int k) {
     return be.upload_linear(Tensor::from_floats(random_floats(size_t(n) * k, fresh_seed()), {n, k}), quant());
   }
-  Tensor norm(CudaBackend& be, int dim) {
-    return be.upload_weight(Tensor::from_floats(random_floats(dim, fresh_seed(), 0.5f, 1.5f), {dim}));
+  Tensor norm(CudaBackend& be, int dim, bool f32) {
+    const Tensor host = Tensor::from_floats(random_floats(dim, fresh_seed(), 0.5f, 1.5f), {dim});
+    return f32 ? be.upload_norm(host) : be.upload_weight(host);
   }
 };
 
@@ -65,7 +67,7 @@ TEST_P(CudaFusedGemv, NormLinearMatchesUnfused) {
     for (bool with_delta : {false, true}) {
       const std::string at = std::to_string(s.n) + "x" + std::to_string(s.dim) + (with_delta ? " +delta" : "");
       const LinearWeight w = weight(be, s.n, s.dim);
-      const Tensor g = norm(be, s.dim);
+      const Tensor g = norm(be, s.dim, (s.dim % 2 == 0) != with_delta);  // both kinds, with and without delta
       const Tensor x = device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
       const Tensor delta = with_delta ? device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim}) : Tensor();
       Tensor out[2], x_out[2];
@@ -98,7 +100,7 @@ TEST_P(CudaFusedGemv, NormLinearSwigluMatchesUnfused) {
   for (Shape s : {Shape{1, 64}, Shape{37, 1000}, Shape{3000, 2048}, Shape{172, 64}}) {
     const std::string at = std::to_string(s.ffn) + "x" + std::to_string(s.dim);
     const LinearWeight w13 = weight(be, 2 * s.ffn, s.dim);
-    const Tensor g = norm(be, s.dim);
+    const Tensor g = norm(be, s.dim, s.ffn % 2 == 0);  // f32 for 3000x2048 and 172x64
     const Tensor x = device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
     const Tensor delta = device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
     Tensor out[2];
@@ -126,7 +128,7 @@ TEST_P(CudaFusedGemv, NormLinearRopeKvMatchesUnfused) {
     const std::string at = std::to_string(c.n_heads) + "/" + std::to_string(c.n_kv_heads) + "x" +
                            std::to_string(c.head_dim) + " at " + std::to_string(c.pos);
     const LinearWeight w = weight(be, width, c.dim);
-    const Tensor g = norm(be, c.dim);
+    const Tensor g = norm(be, c.dim, c.pos % 2 == 0);  // f32 at positions 0 and 4000
     const Tensor x = device_floats(random_floats(c.dim, fresh_seed(), -2.f, 2.f), {1, c.dim});
     const Tensor delta = device_floats(random_floats(c.dim, fresh_seed(), -2.f, 2.f), {1, c.dim});
     std::vector<float> freq(c.head_dim / 2);
