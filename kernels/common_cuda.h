@@ -150,14 +150,9 @@ inline bool env_allows(const char* name) {
   const char* v = std::getenv(name);
   return !(v && v[0] == '0');
 }
-// Whether an environment switch that is off by default is set (to anything but 0).
-inline bool env_asks(const char* name) {
-  const char* v = std::getenv(name);
-  return v && v[0] && v[0] != '0';
-}
 
 // 16 bytes from global to shared memory without registers (zeros where !ok), in flight until
-// copies_arrived().
+// commit_copies() and groups_arrived().
 __device__ __forceinline__ void copy_async16(uint4* dst, const uint4* src, bool ok) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(unsigned(__cvta_generic_to_shared(dst))), "l"(src),
@@ -177,11 +172,6 @@ __device__ __forceinline__ void commit_copies() {
 __device__ __forceinline__ void groups_arrived() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group 0;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void copies_arrived() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_all;" ::: "memory");
 #endif
 }
 

@@ -45,7 +45,6 @@ struct Params {
   int n_pairs;          // row pairs: pair p is rows r0 = (p / half) * 2 * half + p % half and r0 + half
   int half;
   int warps_per_pair;
-  int preload;          // vector path: where in shared memory (float4s) a batch is preloaded, or -1
   int norm_ahead;       // float staging with a norm: 16-byte chunks of its weights copied to shared
                         // memory after x (k floats) before the wait (norm_ahead_applies), or 0
   GemvRope rope;
@@ -139,19 +138,9 @@ struct Batch {
   float s0[kScales], s1[kScales];
 };
 
-// Preloaded batch chunk j of row q (0 or 1) of this thread: laid out so that a warp's 16-byte
-// accesses are consecutive (no bank conflicts).
-__device__ __forceinline__ uint4* preload_slot(uint4* area, int j, int q) {
-  return area + (2 * j + q) * blockDim.x + threadIdx.x;
-}
+// Streaming loads (__ldcs): the weights are read once per token.
 template <typename W>
-constexpr size_t kPreloadBytes = 2 * kUnroll * 16 * kBlockWarps<W> * 32;  // one batch of the block
-
-// Streaming loads (__ldcs): the weights are read once per token. kToShared: the weights go to
-// the preload area in shared memory instead (copy_async16; the scales still to b).
-template <typename W, bool kToShared = false>
-__device__ __forceinline__ void load_batch(const Params<W>& p, int r0, int r1, int i, int stride, Batch<W>& b,
-                                           uint4* area = nullptr) {
+__device__ __forceinline__ void load_batch(const Params<W>& p, int r0, int r1, int i, int stride, Batch<W>& b) {
   const int nv = p.k / kElems<W>;
   const uint4* w0 = reinterpret_cast<const uint4*>(p.w + size_t(r0) * p.k);
   const uint4* w1 = reinterpret_cast<const uint4*>(p.w + size_t(r1) * p.k);
@@ -159,13 +148,8 @@ __device__ __forceinline__ void load_batch(const Params<W>& p, int r0, int r1, i
   for (int j = 0; j < kUnroll; ++j) {
     const int c = i + j * stride;
     const bool ok = c < nv;
-    if constexpr (kToShared) {
-      copy_async16(preload_slot(area, j, 0), w0 + (ok ? c : 0), ok);
-      copy_async16(preload_slot(area, j, 1), w1 + (ok ? c : 0), ok);
-    } else {
-      b.u0[j] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
-      b.u1[j] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
-    }
+    b.u0[j] = ok ? __ldcs(w0 + c) : make_uint4(0, 0, 0, 0);
+    b.u1[j] = ok ? __ldcs(w1 + c) : make_uint4(0, 0, 0, 0);
     if constexpr (std::is_same_v<W, int8_t>) {
       b.s0[j] = ok ? chunk_scale(p, r0, c) : 0.f;
       b.s1[j] = ok ? chunk_scale(p, r1, c) : 0.f;
@@ -545,12 +529,6 @@ __global__ void __launch_bounds__(kBlockWarps<W> * 32) gemv_kernel(Params<W> p) 
     c0.valid = total > 0 && rows_of(0, c0.r0, c0.r1);
     Batch<W> buf[2];
     load(c0, buf[0]);
-    // The second batch too, into shared memory where there is room (it needs no registers while
-    // x is staged): the weights keep streaming through the wait and the staging.
-    uint4* area = reinterpret_cast<uint4*>(smem4 + max(p.preload, 0));
-    const Cursor c1_first = next_of(c0);
-    const bool preloaded = p.preload >= 0 && total > 1 && c1_first.valid;
-    if (preloaded) load_batch<W, true>(p, c1_first.r0, c1_first.r1, t + c1_first.it * per_batch, stride, buf[1], area);
     const float* x = start_on_x();
     timeline_stamp(p.timeline, stamp_id, 2);
     float a0 = 0.f, a1 = 0.f;
@@ -568,16 +546,10 @@ __global__ void __launch_bounds__(kBlockWarps<W> * 32) gemv_kernel(Params<W> p) 
     };
     for (int b = 0; b < total; b += 2) {  // batch b in buf[0], b + 1 in buf[1]
       const Cursor c1 = next_of(c0);
-      const bool from_shared = b == 0 && preloaded;
-      if (b + 1 < total && !from_shared) load(c1, buf[1]);
+      if (b + 1 < total) load(c1, buf[1]);
       sum(c0, buf[0]);
       const Cursor c2 = next_of(c1);
       if (b + 2 < total) load(c2, buf[0]);
-      if (from_shared) {
-        copies_arrived();  // this thread's own copies: no barrier needed
-#pragma unroll
-        for (int j = 0; j < kUnroll; ++j) buf[1].u0[j] = *preload_slot(area, j, 0), buf[1].u1[j] = *preload_slot(area, j, 1);
-      }
       if (b + 1 < total) sum(c1, buf[1]);
       c0 = c2;
     }
@@ -631,32 +603,18 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
   return int64_t(n_pairs) >= int64_t(groups) * resident ? resident : cdiv(n_pairs, groups);
 }
 
-// The row pairs over blocks of kBlockWarps / p.warps_per_pair groups. With LLAMA_TP_GEMV_PRELOAD=1
-// (off by default since session 19, kept for comparisons) vector kernels of float weights preload
-// their second batch into shared memory where that costs no resident blocks. Once the fused
-// norm's weights came ahead of the wait (norm_ahead_applies), the preload lost on an H200 within
-// one call: Llama-3-8B bf16 tg128 246.6 t/s without it against 246.0, depth 1024 240.4 against
-// 239.3, depth 8192 219.1 against 216.7, Llama-3.2-1B 1118.2 against 1083.0. Before that, within
-// one call, Llama-3-8B decode: bf16 234.5 -> 236.8 t/s with it; int8 350.3 -> 345.6, so int8
-// does not (again in session 16: 366.3 -> 352.6 with 8-warp blocks, 374.5 -> 360.5 with 16).
-// (Llama-3.2-1B bf16 lost 1.2% in another call, 1047 -> 1035: its GEMVs are a few batches
-// long.) Preloading 2 to 6 batches was no faster for 8B bf16 (238.2-240.2 against 238.9/240.6),
-// and 1B lost 6%. Session 19, 8B int8 within one call: preloading only where x is normalized
-// (q/k/v, gate/up), whose staging is longest, 391.9 -> 386.1; while the first batch (registers)
-// issued after the wait instead of before it lost 5.2% (371.4): what is in flight before the
-// wait counts, more does not.
+// The row pairs over blocks of kBlockWarps / p.warps_per_pair groups. (Until session 20 vector
+// kernels of float weights could also preload their second batch into shared memory before the
+// wait, LLAMA_TP_GEMV_PRELOAD=1. Once the fused norm's weights came ahead of the wait it lost on
+// an H200 within one call: Llama-3-8B bf16 tg128 246.6 t/s without it against 246.0, depth 8192
+// 219.1 against 216.7, Llama-3.2-1B 1118.2 against 1083.0; int8 had lost with it in sessions 15
+// and 16, 350.3 -> 345.6 and 374.5 -> 360.5 t/s. Its code in every kernel's path went with it.
+// What is in flight before the wait counts and more does not: int8's first batch issued after the
+// wait instead of before lost 5.2%.)
 template <typename W>
-void launch_pairs(void (*kernel)(Params<W>), Params<W> p, size_t smem, bool vec, cudaStream_t stream) {
-  static const bool preload_allowed = env_asks("LLAMA_TP_GEMV_PRELOAD") && !std::is_same_v<W, int8_t>;
+void launch_pairs(void (*kernel)(Params<W>), const Params<W>& p, size_t smem, cudaStream_t stream) {
   constexpr int kWarps = kBlockWarps<W>;
   const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
-  p.preload = -1;
-  const size_t at = (smem + 15) / 16 * 16;
-  if (preload_allowed && vec && at + kPreloadBytes<W> + 1024 <= size_t(smem_optin()) &&  // 1 KiB: static shared memory
-      resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, at + kPreloadBytes<W>) >= fit) {
-    p.preload = int(at / 16);
-    smem = at + kPreloadBytes<W>;
-  }
   const int blocks = gemv_grid(p.n_pairs, kWarps / p.warps_per_pair, fit, sm_count());
   CUDA_CHECK(launch(kernel, dim3(blocks), dim3(kWarps * 32), smem, stream, true, p));
 }
@@ -664,14 +622,14 @@ void launch_pairs(void (*kernel)(Params<W>), Params<W> p, size_t smem, bool vec,
 template <typename W, GemvEpilogue E>
 void launch_epilogue(const Params<W>& p, bool staged, bool vec, bool int_dot, cudaStream_t stream) {
   if constexpr (std::is_same_v<W, int8_t>) {
-    if (int_dot) return launch_pairs(gemv_kernel<W, E, true, true, true>, p, int_dot_smem_bytes(p.k), true, stream);
+    if (int_dot) return launch_pairs(gemv_kernel<W, E, true, true, true>, p, int_dot_smem_bytes(p.k), stream);
   }
   size_t smem = staged ? sizeof(float) * size_t(p.k) : 0;
   smem += size_t(p.norm_ahead) * 16;
   if (staged)
-    launch_pairs(vec ? gemv_kernel<W, E, true, true> : gemv_kernel<W, E, true, false>, p, smem, vec, stream);
+    launch_pairs(vec ? gemv_kernel<W, E, true, true> : gemv_kernel<W, E, true, false>, p, smem, stream);
   else
-    launch_pairs(vec ? gemv_kernel<W, E, false, true> : gemv_kernel<W, E, false, false>, p, smem, vec, stream);
+    launch_pairs(vec ? gemv_kernel<W, E, false, true> : gemv_kernel<W, E, false, false>, p, smem, stream);
 }
 
 template <typename W>

@@ -2,7 +2,7 @@
 # A short check-and-measure pass on the GPU machine for speed work (a few minutes): the CUDA
 # kernel suite, the GPU reference-model tests, then llama_tp bench on the Llama-3 shapes
 # (bf16 8B at depth 0 and 8192 with prefill, 1B, 8B int8; decodes also without programmatic
-# dependent launch and without the GEMV's shared-memory preload, int8 also on the float path),
+# dependent launch, int8 also on the float path),
 # then the kernel bench if carried. Usage: BUILD=.device-data/bin bash scripts/gpu_quick.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,6 @@ if [[ ${SKIP_TESTS:-0} != 1 ]]; then
 fi
 bench -m llama3-8b -p 2048 -n 128 -d 0,8192 -r 2 --ctx-size 8448 ${BENCH_EXTRA:-}
 LLAMA_TP_PDL=0 bench -m llama3-8b -p 0 -n 128 -r 2 ${BENCH_EXTRA:-}
-LLAMA_TP_GEMV_PRELOAD=1 bench -m llama3-8b -p 0 -n 128 -r 2 ${BENCH_EXTRA:-}
 LLAMA_TP_PDL=0 bench -m llama3-8b -p 0 -n 128 -d 8192 -r 2 --ctx-size 8448 ${BENCH_EXTRA:-}
 bench -m llama3.2-1b -p 128 -n 128 -r 3 ${BENCH_EXTRA:-}
 LLAMA_TP_PDL=0 bench -m llama3.2-1b -p 0 -n 128 -r 3 ${BENCH_EXTRA:-}
