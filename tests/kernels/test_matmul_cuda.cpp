@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "kernels/matmul.h"
@@ -24,6 +26,19 @@ using test::rel_error;
 
 // ‖Δ‖/‖ref‖ allowed for products with this weight dtype (cuBLAS also rounds x to it).
 double tolerance(DType dt) { return dt == DType::F32 ? 1e-5 : dt == DType::BF16 ? 1e-2 : 3e-3; }
+
+// ‖got - want‖ / ‖want‖ for n dot products of k values uniform in [-1, 1], with ‖want‖ floored
+// at a tenth of its typical size (sqrt(n * k) / 3): a few products whose terms happen to cancel
+// are small against their rounding. (The f16 case failed once on an H200 in session 20, its shape
+// not in the log; for the 3 rows of 8200, ‖want‖ below 0.13 of typical has P ~ 0.3%.)
+double dot_error(const std::vector<float>& got, const std::vector<float>& want, int n, int k) {
+  double num = 0, den = 0;
+  for (int i = 0; i < n; ++i) {
+    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    den += double(want[i]) * want[i];
+  }
+  return std::sqrt(num / std::max(den, 0.01 * n * k / 9.0));
+}
 
 class CudaLinear : public ::testing::TestWithParam<DType> {
  protected:
@@ -62,10 +77,10 @@ TEST_P(CudaLinear, GemvMatchesCpuAndCublas) {
     const std::string at = std::to_string(s.n) + "x" + std::to_string(s.k);
     // The GEMV keeps x in f32, so against the CPU on the same rounded weights only the order of
     // the fp32 sums differs.
-    EXPECT_LT(rel_error(gemv.data(), ref_w.data(), s.n), 2e-5) << at;
-    EXPECT_LT(rel_error(gemv.data(), ref.data(), s.n), tolerance(dt)) << at;
-    EXPECT_LT(rel_error(cublas.data(), ref.data(), s.n), tolerance(dt)) << at;
-    EXPECT_LT(rel_error(gemv.data(), cublas.data(), s.n), tolerance(dt)) << at;
+    EXPECT_LT(dot_error(gemv, ref_w, s.n, s.k), 2e-5) << at;
+    EXPECT_LT(dot_error(gemv, ref, s.n, s.k), tolerance(dt)) << at;
+    EXPECT_LT(dot_error(cublas, ref, s.n, s.k), tolerance(dt)) << at;
+    EXPECT_LT(dot_error(gemv, cublas, s.n, s.k), tolerance(dt)) << at;
   }
 }
 
