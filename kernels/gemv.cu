@@ -246,7 +246,7 @@ constexpr int kStageLoads = 4;  // 16-byte loads per thread and operand in fligh
 // H200 in two calls, with the multiply-high of chunk_scale, against the inline general staging
 // and norms in the compute dtype: Llama-3-8B int8 tg128 +2.3% and +2.6% (387 -> 396-400 t/s),
 // Llama-3.2-1B +0.5%, 8B bf16 -0.2 to -0.4% (not traced; the norm's weights, now 4 bytes, are
-// twice the bytes the float kernels copy ahead). A probe that dropped the general path altogether (not kept)
+// twice the bytes the float kernels copy ahead). A probe that dropped the general path altogether
 // had measured the same: int8 +1.9%, its q/k/v's x ready 3.66 -> 3.27 us after the wait.
 __host__ __device__ inline bool stages_in_vectors(const GemvInput& in, int k) {
   return k % 4 == 0 && aligned16(in.x) && (!in.delta || aligned16(in.delta)) &&
@@ -306,7 +306,8 @@ __device__ void stage_input(const Params<W>& p, float* s_x) {
   }
   if (in.norm) {
     // The norm's weights (f32) from where they were copied before the wait (Params::norm_ahead).
-    const float4* norm4 = reinterpret_cast<const float4*>(p.norm_ahead ? s_x + p.k : static_cast<const float*>(in.norm));
+    const float* norm = p.norm_ahead ? s_x + p.k : static_cast<const float*>(in.norm);
+    const float4* norm4 = reinterpret_cast<const float4*>(norm);
     if (p.norm_ahead) groups_arrived();
     ss = block_sum(ss);  // its barriers also make s_x (and the norm's copies) visible to the whole block
     const float scale = 1.0f / sqrtf(ss / float(p.k) + in.eps);  // as rmsnorm_cuda
@@ -390,6 +391,7 @@ __device__ __forceinline__ float planes_rounds(const GemvInput& in, int k, const
   }
   return ss;
 }
+// The scalar rounds, out of line (see stages_in_vectors).
 __device__ __noinline__ float planes_rounds_general(GemvInput in, int k, XPlanes planes) {
   return planes_rounds<false>(in, k, planes);
 }
@@ -406,7 +408,8 @@ __device__ __noinline__ float planes_rounds_general(GemvInput in, int k, XPlanes
 template <typename W>
 __device__ float stage_input_planes(const Params<W>& p, const XPlanes planes) {
   const GemvInput& in = p.in;
-  const float ss = stages_in_vectors(in, p.k) ? planes_rounds<true>(in, p.k, planes) : planes_rounds_general(in, p.k, planes);
+  const float ss =
+      stages_in_vectors(in, p.k) ? planes_rounds<true>(in, p.k, planes) : planes_rounds_general(in, p.k, planes);
   float norm_scale = 1.f;
   if (in.norm) norm_scale = 1.0f / sqrtf(block_sum(ss) / float(p.k) + in.eps);  // as rmsnorm_cuda
   __syncthreads();

@@ -67,7 +67,7 @@ TEST_P(CudaFusedGemv, NormLinearMatchesUnfused) {
     for (bool with_delta : {false, true}) {
       const std::string at = std::to_string(s.n) + "x" + std::to_string(s.dim) + (with_delta ? " +delta" : "");
       const LinearWeight w = weight(be, s.n, s.dim);
-      const Tensor g = norm(be, s.dim, (s.dim % 2 == 0) != with_delta);  // both kinds, with and without delta
+      const Tensor g = norm(be, s.dim, (s.dim % 2 == 0) != with_delta);  // both, with and without delta
       const Tensor x = device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim});
       const Tensor delta = with_delta ? device_floats(random_floats(s.dim, fresh_seed(), -2.f, 2.f), {1, s.dim}) : Tensor();
       Tensor out[2], x_out[2];
