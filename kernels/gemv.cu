@@ -577,12 +577,12 @@ __global__ void __launch_bounds__(kBlockWarps<W> * 32) gemv_kernel(Params<W> p) 
 // 16.4-16.9 -> 15.5 us. In the next call, less: 244.9 -> 246.0, depth 1024 238.6 -> 239.3, depth
 // 8192 216.8 -> 216.7, 1B 1086.3 -> 1083.0 (with the preload of launch_pairs, then still on).
 // (The integer kind loads the norm's weights with x already, one trip.)
-// LLAMA_TP_NORM_AHEAD=0: never, for comparisons.
+// LLAMA_TP_NORM_AHEAD=0: never, for comparisons. (stages_in_vectors: the weights are f32,
+// 16-byte aligned and k % 4 == 0, so k / 4 chunks of 16 bytes beside x's k floats.)
 bool norm_ahead_applies(const GemvInput& in, int k, bool float_staged_vec) {
   static const bool allowed = env_allows("LLAMA_TP_NORM_AHEAD");
-  const size_t norm_bytes = size_t(k) * dtype_size(in.norm_dtype);
-  return allowed && float_staged_vec && in.norm && stages_in_vectors(in, k) && aligned16(in.norm) &&
-         norm_bytes % 16 == 0 && size_t(k) * sizeof(float) + norm_bytes <= size_t(smem_optin());
+  return allowed && float_staged_vec && in.norm && stages_in_vectors(in, k) &&
+         2 * size_t(k) * sizeof(float) <= size_t(smem_optin());
 }
 
 // Whether int8 products take integer dot products (dot_batch_int): 16-byte chunks (each in one
@@ -674,7 +674,7 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
                  "gemv: warps_per_row must be a power of two up to ", kBlockWarps<W>, ", not ", wpp);
   p.warps_per_pair = wpp > 0 ? wpp : gemv_warps_per_row(p.rows, k, w.dtype);
   const bool int_dot = kInt8 && int_dot_applies(k, vec);
-  if (norm_ahead_applies(in, k, staged && vec && !int_dot)) p.norm_ahead = int(size_t(k) * dtype_size(in.norm_dtype) / 16);
+  if (norm_ahead_applies(in, k, staged && vec && !int_dot)) p.norm_ahead = k / 4;
   if (timeline_on()) {
     static const char* kEpilogue[] = {"", " swiglu", " rope"};
     const double bytes = double(p.rows) * k * sizeof(W) + (kInt8 ? 4.0 * p.rows * p.groups : 0.0);
