@@ -241,6 +241,7 @@ __global__ void combine_kernel(float* out, const float* part_o, const float* par
 // threads for up to 4 heads: Llama-3-8B decode +1.0% (tg128), +1.4% at depth 1024, +0.7% at
 // 8192; Llama-3.2-1B +1.6%; TinyLlama (8 heads a kv head) lost 4.4% with 256.
 __host__ __device__ constexpr int decode_threads(int kg) { return kg <= 4 ? 256 : 128; }
+constexpr float kLn2 = 0.693147180559945309f;
 constexpr int kDecRowsInFlight = 4;  // K or V rows a thread loads per round
 constexpr int kDecChunk = 128;       // most keys per softmax step
 constexpr int kDecMaxSplits = 256;
@@ -273,7 +274,7 @@ struct DecodeParams {
   const int32_t* pos_dev;
   int pos0;
   int n_heads, group, head_dim, max_seq;  // the lanes per row are the kernel's kL
-  float scale;
+  float scale_log2;      // 1 / sqrt(head_dim) * log2(e): scores in base-2 units, for exp2f
   float* part_o;         // [split][n_heads][head_dim] unnormalised outputs
   float* part_ml;        // [split][n_heads][2] max and sum
   unsigned* counters;    // [n_kv_heads] finished blocks, zero between launches (or null: the
@@ -306,6 +307,29 @@ __host__ __device__ inline DecodeSplit decode_split(int n_keys, int n_splits) {
 // would spill): the grid is sized to what is resident (decode_plan); before, 164 registers
 // left 3 of 4 blocks per SM resident, a 4-per-SM grid needed 1.3 waves, 30 us at 8192 keys on
 // an H200.
+// Sums each of s[0 .. N) over the lanes of a row group (xor offsets O, O / 2, .., 1), handing
+// half of its values to the partner lane at each level while it holds more than one: 16 lanes sum
+// 4 heads' scores in 5 shuffles instead of 16 (fewer instructions, and the code is fetched cold
+// at every launch). Afterwards a lane holds kLeft = max(1, N / (2 O)) sums, of heads kLeft * t ..
+// kLeft * (t + 1), t = the lane's top log2(N / kLeft) bits within the row group.
+template <int N, int O>
+__device__ __forceinline__ void fold_lanes(float* s, int lane) {
+  if constexpr (O >= 1) {
+    if constexpr (N > 1) {
+      const bool upper = lane & O;
+#pragma unroll
+      for (int i = 0; i < N / 2; ++i) {
+        const float send = upper ? s[i] : s[i + N / 2];
+        s[i] = (upper ? s[i + N / 2] : s[i]) + __shfl_xor_sync(0xffffffffu, send, O);
+      }
+      fold_lanes<N / 2, O / 2>(s, lane);
+    } else {
+      s[0] += __shfl_xor_sync(0xffffffffu, s[0], O);
+      fold_lanes<1, O / 2>(s, lane);
+    }
+  }
+}
+
 template <typename T, int kG, int kL>
 __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, unsigned& stamp_slot) {
   constexpr int V = kVec<T>, C = kDecChunk, U = kDecRowsInFlight, NT = decode_threads(kG);
@@ -315,6 +339,8 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   // kL lanes share a row (a compile-time count, so that the lane reductions unroll and the rows'
   // shuffles interleave), R = NT / kL row groups.
   constexpr int L = kL, R = NT / kL, RS = decode_out_slots(kL);
+  // After fold_lanes, each lane holds kLeft heads' scores, the same in kSpan neighbouring lanes.
+  constexpr int kLeft = kG > L ? kG / L : 1, kSpan = L * kLeft / kG;
   const int hd = p.head_dim, g = p.group;
   const int kvh = blockIdx.y, split = blockIdx.x, S = gridDim.x;
   const int tid = threadIdx.x, lane = tid % L, rg = tid / L, warp = tid / 32, wlane = tid % 32;
@@ -410,34 +436,34 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
 #pragma unroll
           for (int e = 0; e < V; ++e) s[h] += q[h][e] * k[e];
         }
+        fold_lanes<kG, L / 2>(s, lane);  // s[0 .. kLeft): heads h0 .. h0 + kLeft
+        const int j = base + u * R + rg, h0 = kLeft * (lane / kSpan);
+        if (lane % kSpan == 0 && j < nj)
 #pragma unroll
-        for (int o = L / 2; o > 0; o /= 2)
-#pragma unroll
-          for (int h = 0; h < kG; ++h) s[h] += __shfl_xor_sync(0xffffffffu, s[h], o);
-        const int j = base + u * R + rg;
-        if (lane == 0 && j < nj)
-#pragma unroll
-          for (int h = 0; h < kG; ++h)
-            if (h < g) s_p[h * C + j] = s[h] * p.scale;
+          for (int i = 0; i < kLeft; ++i)
+            if (h0 + i < g) s_p[(h0 + i) * C + j] = s[i] * p.scale_log2;
       }
     }
     __syncthreads();
 
-    // Softmax step: one warp per head.
+    // Softmax step: one warp per head, in base 2 (the running max too). The loops stay rolled:
+    // this code runs once or a few times per block and is fetched cold at every launch.
     for (int h = warp; h < g; h += NT / 32) {
       float mx = -INFINITY;
+#pragma unroll 1
       for (int j = wlane; j < nj; j += 32) mx = fmaxf(mx, s_p[h * C + j]);
       const float m_old = s_m[h], m_new = fmaxf(m_old, warp_max(mx));
       float sum = 0.f;
+#pragma unroll 1
       for (int j = wlane; j < nj; j += 32) {
-        const float e = expf(s_p[h * C + j] - m_new);
+        const float e = exp2f(s_p[h * C + j] - m_new);
         s_p[h * C + j] = e;
         sum += e;
       }
       sum = warp_sum(sum);
       __syncwarp();  // every lane has read s_m[h] before lane 0 replaces it
       if (wlane == 0) {
-        const float a = expf(m_old - m_new);  // 0 on the first chunk (m_old = -inf)
+        const float a = exp2f(m_old - m_new);  // 0 on the first chunk (m_old = -inf)
         s_a[h] = a, s_l[h] = s_l[h] * a + sum, s_m[h] = m_new;
       }
     }
@@ -486,7 +512,7 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
 
   timeline_stamp(p.timeline, stamp_slot, 2);  // the keys are done
   // The row groups' outputs into RS slots: row group rg adds into slot rg % RS in round rg / RS.
-#pragma unroll
+#pragma unroll 1
   for (int round = 0; round < R / RS; ++round) {
     if (active && rg / RS == round)
 #pragma unroll
@@ -512,7 +538,7 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   if (!split_k) return;
   if (has_keys && tid < g) {
     float* ml = p.part_ml + (size_t(split) * p.n_heads + size_t(kvh) * g + tid) * 2;
-    ml[0] = s_m[tid], ml[1] = s_l[tid];
+    ml[0] = s_m[tid] * kLn2, ml[1] = s_l[tid];  // the max in natural units, as combine_kernel takes it
   }
   if (!p.counters) return;  // combine_kernel follows
 
@@ -559,11 +585,11 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
 #pragma unroll
         for (int c = 0; c < kCombineBatch; ++c) m = fmaxf(m, part_ml[c].x);
         // Split 0 always has keys, so m is finite from the first batch on (m_run = -inf gives 0).
-        const float a = expf(m_run - m);
+        const float a = __expf(m_run - m);
         l_run *= a, o.x *= a, o.y *= a, o.z *= a, o.w *= a;
 #pragma unroll
         for (int c = 0; c < kCombineBatch; ++c) {
-          const float w = expf(part_ml[c].x - m);  // 0 past n_used (-inf)
+          const float w = __expf(part_ml[c].x - m);  // 0 past n_used (-inf)
           l_run += w * part_ml[c].y;
           o.x += w * part_o[c].x, o.y += w * part_o[c].y, o.z += w * part_o[c].z, o.w += w * part_o[c].w;
         }
@@ -583,7 +609,7 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
     m = warp_max(m);
     float l = 0.f;
     for (int s = wlane; s < n_used; s += 32) {
-      const float w = expf(__ldcg(ml + s * ml_stride) - m);
+      const float w = __expf(__ldcg(ml + s * ml_stride) - m);
       s_w[h * S + s] = w;
       l += w * __ldcg(ml + s * ml_stride + 1);
     }
@@ -681,7 +707,7 @@ DecodePlan decode_plan(const AttentionArgs& a) {
 
 void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* workspace, cudaStream_t stream) {
   DecodeParams p{a.out, a.q, a.k_cache, a.v_cache, a.pos_dev, a.pos0, a.n_heads, a.n_heads / a.n_kv_heads,
-                 a.head_dim, a.max_seq, 1.0f / std::sqrt(float(a.head_dim)), nullptr, nullptr,
+                 a.head_dim, a.max_seq, float(1.4426950408889634 / std::sqrt(double(a.head_dim))), nullptr, nullptr,
                  a.split_counters};
   if (timeline_on())
     p.timeline = timeline_node("attention decode " + std::to_string(a.n_heads) + "/" + std::to_string(a.n_kv_heads) +
