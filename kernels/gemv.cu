@@ -7,6 +7,7 @@
 #include "kernels/common_cuda.h"
 #include "kernels/gemv_cuda.h"
 #include "kernels/gemv_int8_dot_cuda.h"
+#include "kernels/rope_sincos.h"
 #include "kernels/timeline_cuda.h"
 #include "runtime/cuda_check.h"
 
@@ -204,8 +205,15 @@ __device__ __forceinline__ void store_cache(void* base, DType t, size_t i, float
   }
 }
 
+// sincosf past rope_sincos's range, out of line (kernels/rope_sincos.h).
+__device__ __noinline__ float2 rope_sincos_large(float a) {
+  float2 sc;
+  sincosf(a, &sc.x, &sc.y);
+  return sc;
+}
+
 // The pair's results into out (and the caches): the same arithmetic as swiglu_cuda and
-// rope_kv_append_cuda.
+// rope_kv_append_cuda (RoPE's sin and cos within 2 ulp of its sincosf: rope_sincos).
 template <GemvEpilogue E, typename W>
 __device__ __forceinline__ void finish_pair(const Params<W>& p, int pair, int r0, int r1, float a0, float a1) {
   if constexpr (E == GemvEpilogue::Store) {
@@ -220,7 +228,13 @@ __device__ __forceinline__ void finish_pair(const Params<W>& p, int pair, int r0
     float y0 = a0, y1 = a1;
     if (head < r.n_heads + r.n_kv_heads) {  // q and k heads rotate, v heads do not
       float s, c;
-      sincosf(float(pos) * r.inv_freq[i], &s, &c);
+      const float angle = float(pos) * r.inv_freq[i];
+      if (rope_sincos_in_range(angle)) {
+        rope_sincos(angle, s, c);
+      } else {
+        const float2 sc = rope_sincos_large(angle);
+        s = sc.x, c = sc.y;
+      }
       y0 = a0 * c - a1 * s;
       y1 = a1 * c + a0 * s;
     }
@@ -535,25 +549,52 @@ __global__ void __launch_bounds__(kBlockWarps<W> * 32) gemv_kernel(Params<W> p) 
     const float* x = start_on_x();
     timeline_stamp(p.timeline, stamp_id, 2);
     float a0 = 0.f, a1 = 0.f;
-    auto sum = [&](const Cursor& c, const Batch<W>& b) {
+    // Float kernels: a pair whose last batch was summed waits in `done` (at most two a loop
+    // step, one per buffer) and is finished after the step's sums, at one place in the code:
+    // finish and its epilogue (RoPE, the cache writes) inline at both sums had doubled the loop's
+    // code, which each launch fetches cold. On an H200 against two sites (same call, 2 rounds):
+    // Llama-3-8B bf16 tg128 +0.7%, depth 1024 +0.6%, Llama-3.2-1B +0.6%; the int8 kernels lost
+    // with it (8B int8 -0.3%, its q/k/v 9.92 -> 10.18 us), so they finish at each sum.
+    constexpr bool kOneFinishSite = !kIntDot;
+    struct Done {
+      int round;
+      float a0, a1;
+    } done[2];
+    bool has_done[2];
+    auto sum = [&](const Cursor& c, const Batch<W>& b, Done& d, bool& has) {
       if constexpr (kIntDot) {
         if (c.valid) dot_batch_int(p, b, planes, t + c.it * per_batch, stride, a0, a1);
       } else {
         if (c.valid) dot_batch<W, kStaged>(p, b, x, t + c.it * per_batch, stride, a0, a1);
       }
-      if (c.it == n_iter - 1) {
+      has = c.it == n_iter - 1;
+      if (has) {
         if constexpr (kIntDot) a0 *= x_scale, a1 *= x_scale;
-        finish(c.round, a0, a1);
+        d = Done{c.round, a0, a1};
         a0 = a1 = 0.f;
       }
     };
     for (int b = 0; b < total; b += 2) {  // batch b in buf[0], b + 1 in buf[1]
       const Cursor c1 = next_of(c0);
       if (b + 1 < total) load(c1, buf[1]);
-      sum(c0, buf[0]);
+      sum(c0, buf[0], done[0], has_done[0]);
+      if constexpr (!kOneFinishSite)
+        if (has_done[0]) finish(done[0].round, done[0].a0, done[0].a1);
       const Cursor c2 = next_of(c1);
       if (b + 2 < total) load(c2, buf[0]);
-      if (b + 1 < total) sum(c1, buf[1]);
+      has_done[1] = false;
+      if (b + 1 < total) sum(c1, buf[1], done[1], has_done[1]);
+      if constexpr (kOneFinishSite) {
+        // (The same in every thread: finish's barriers need the whole block.)
+        const int n_done = int(has_done[0]) + int(has_done[1]);
+#pragma unroll 1
+        for (int f = 0; f < n_done; ++f) {
+          const Done d = f == 0 && has_done[0] ? done[0] : done[1];
+          finish(d.round, d.a0, d.a1);
+        }
+      } else if (has_done[1]) {
+        finish(done[1].round, done[1].a0, done[1].a1);
+      }
       c0 = c2;
     }
     timeline_stamp(p.timeline, stamp_id, 3);
