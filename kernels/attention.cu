@@ -303,10 +303,6 @@ __host__ __device__ inline DecodeSplit decode_split(int n_keys, int n_splits) {
   return d;
 }
 
-// 512 threads per SM (128 registers a thread) up to 4 query heads per kv head, 384 for 8 (more
-// would spill): the grid is sized to what is resident (decode_plan); before, 164 registers
-// left 3 of 4 blocks per SM resident, a 4-per-SM grid needed 1.3 waves, 30 us at 8192 keys on
-// an H200.
 // Sums each of s[0 .. N) over the lanes of a row group (xor offsets O, O / 2, .., 1), handing
 // half of its values to the partner lane at each level while it holds more than one: 16 lanes sum
 // 4 heads' scores in 5 shuffles instead of 16 (fewer instructions, and the code is fetched cold
@@ -330,6 +326,10 @@ __device__ __forceinline__ void fold_lanes(float* s, int lane) {
   }
 }
 
+// 512 threads per SM (128 registers a thread) up to 4 query heads per kv head, 384 for 8 (more
+// would spill): the grid is sized to what is resident (decode_plan); before, 164 registers
+// left 3 of 4 blocks per SM resident, a 4-per-SM grid needed 1.3 waves, 30 us at 8192 keys on
+// an H200.
 template <typename T, int kG, int kL>
 __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, unsigned& stamp_slot) {
   constexpr int V = kVec<T>, C = kDecChunk, U = kDecRowsInFlight, NT = decode_threads(kG);
