@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cuda/atomic>
+#include <numbers>
 #include <string>
 
 #include "kernels/attention_cuda.h"
@@ -241,7 +242,6 @@ __global__ void combine_kernel(float* out, const float* part_o, const float* par
 // threads for up to 4 heads: Llama-3-8B decode +1.0% (tg128), +1.4% at depth 1024, +0.7% at
 // 8192; Llama-3.2-1B +1.6%; TinyLlama (8 heads a kv head) lost 4.4% with 256.
 __host__ __device__ constexpr int decode_threads(int kg) { return kg <= 4 ? 256 : 128; }
-constexpr float kLn2 = 0.693147180559945309f;
 constexpr int kDecRowsInFlight = 4;  // K or V rows a thread loads per round
 constexpr int kDecChunk = 128;       // most keys per softmax step
 constexpr int kDecMaxSplits = 256;
@@ -538,7 +538,8 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   if (!split_k) return;
   if (has_keys && tid < g) {
     float* ml = p.part_ml + (size_t(split) * p.n_heads + size_t(kvh) * g + tid) * 2;
-    ml[0] = s_m[tid] * kLn2, ml[1] = s_l[tid];  // the max in natural units, as combine_kernel takes it
+    // The max in natural units, as combine_kernel takes it.
+    ml[0] = s_m[tid] * std::numbers::ln2_v<float>, ml[1] = s_l[tid];
   }
   if (!p.counters) return;  // combine_kernel follows
 
@@ -707,7 +708,7 @@ DecodePlan decode_plan(const AttentionArgs& a) {
 
 void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* workspace, cudaStream_t stream) {
   DecodeParams p{a.out, a.q, a.k_cache, a.v_cache, a.pos_dev, a.pos0, a.n_heads, a.n_heads / a.n_kv_heads,
-                 a.head_dim, a.max_seq, float(1.4426950408889634 / std::sqrt(double(a.head_dim))), nullptr, nullptr,
+                 a.head_dim, a.max_seq, softmax_scale_log2(a.head_dim), nullptr, nullptr,
                  a.split_counters};
   if (timeline_on())
     p.timeline = timeline_node("attention decode " + std::to_string(a.n_heads) + "/" + std::to_string(a.n_kv_heads) +

@@ -483,7 +483,7 @@ template <typename T, int HD>
 void launch_flash(const AttentionArgs& a, cudaStream_t stream) {
   const int group = a.n_heads / a.n_kv_heads;
   const FlashParams p{a.out, a.q, a.k_cache, a.v_cache, a.q_stride, a.n_tokens, a.n_heads, group, a.pos0,
-                      a.max_seq, float(1.4426950408889634 / std::sqrt(double(HD)))};
+                      a.max_seq, softmax_scale_log2(HD)};
   constexpr size_t smem = flash_smem_bytes<HD>();
   if constexpr (smem > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(flash_prefill_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,

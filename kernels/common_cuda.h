@@ -6,8 +6,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <numbers>
 #include <utility>
 
 #include "runtime/dtype.h"
@@ -174,6 +176,10 @@ __device__ __forceinline__ void groups_arrived() {
   asm volatile("cp.async.wait_group 0;" ::: "memory");
 #endif
 }
+
+// log2(e) / sqrt(head_dim): what attention scores are multiplied by in base-2 units, for exp2f
+// (the decode and the flash prefill kernels' softmax).
+inline float softmax_scale_log2(int head_dim) { return float(std::numbers::log2e / std::sqrt(double(head_dim))); }
 
 // ---- Programmatic dependent launch (Hopper and later) ----
 // A kernel launched with launch(..., pdl = true) may start while the kernel before it on the
