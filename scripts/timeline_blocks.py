@@ -9,6 +9,14 @@ of the node before it (the same origin as the summary table), sorted by end, wit
       a decode attention's blocks grouped as split 0, split 1 and the rest)
   scripts/timeline_blocks.py dump.csv[.gz] --kinds
       (each kind of node's mean time: its last block end after the previous node's)
+  scripts/timeline_blocks.py dump.csv[.gz] --kernel "gemv 28672" --tenths
+      (over every node of that kind: each stamp's mean offset from the node's median, in us, by
+      tenth of the block index: whether late blocks are the last launched)
+  scripts/timeline_blocks.py dump.csv[.gz] --kernel "gemv 28672" --sm [--vs other.csv.gz]
+      (each SM's lateness, its last block end after the node's median end as a share of the
+      node's median end after its first input ready, averaged over the nodes of that kind: how
+      it spreads, how late the last block is against its SM's average, and with --vs its
+      correlation with another dump's: whether a GEMV's tail is the same slow SMs every time)
 """
 import argparse
 import collections
@@ -22,6 +30,79 @@ def _quantiles(values):
     return values[0], values[len(values) // 2], values[-1]
 
 
+def _load(path):
+    """node -> its blocks' rows (ints where numbers)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    nodes = collections.defaultdict(list)
+    with opener(path, "rt") as f:
+        for r in csv.DictReader(f):
+            for k in ("node", "block", "sm", "entry", "waited", "ready", "end"):
+                r[k] = int(r[k])
+            nodes[r["node"]].append(r)
+    return nodes
+
+
+def _median(values):
+    return sorted(values)[len(values) // 2]
+
+
+def _tenths(node_blocks, kernel):
+    if not node_blocks:
+        raise SystemExit(f"timeline_blocks: no node named '{kernel}...'")
+    n_blocks = max(b["block"] for bs in node_blocks for b in bs) + 1
+    offsets = {k: collections.defaultdict(list) for k in ("entry", "waited", "ready", "end")}
+    for bs in node_blocks:
+        medians = {k: _median([b[k] for b in bs]) for k in offsets}
+        for b in bs:
+            for k in offsets:
+                offsets[k][b["block"] * 10 // n_blocks].append((b[k] - medians[k]) / 1e3)
+    print(f"{len(node_blocks)} nodes '{kernel}...' of {n_blocks} blocks: each stamp's mean us from the node's "
+          "median, by tenth of the block index")
+    for k, by_tenth in offsets.items():
+        print(f"{k:7s} " + " ".join(f"{sum(v) / len(v):6.2f}" for _, v in sorted(by_tenth.items())))
+
+
+def _sm_shares(nodes, kernel):
+    """Per SM, its lateness in each node of the kind; and per node, the last block's lateness and SM."""
+    per_sm, last = collections.defaultdict(list), []
+    for bs in nodes.values():
+        if not bs[0]["name"].startswith(kernel):
+            continue
+        median_end = _median([b["end"] for b in bs])
+        span = median_end - min(b["ready"] for b in bs)
+        if span <= 0:
+            continue
+        ends = collections.defaultdict(int)
+        for b in bs:
+            ends[b["sm"]] = max(ends[b["sm"]], b["end"])
+        for sm, end in ends.items():
+            per_sm[sm].append((end - median_end) / span)
+        final = max(bs, key=lambda b: b["end"])
+        last.append(((final["end"] - median_end) / span, final["sm"]))
+    return {sm: sum(v) / len(v) for sm, v in per_sm.items()}, last
+
+
+def _sm_lateness(nodes, kernel, other):
+    mean, last = _sm_shares(nodes, kernel)
+    if not mean:
+        raise SystemExit(f"timeline_blocks: no node named '{kernel}...'")
+    values = sorted(mean.values())
+    print(f"{len(last)} nodes '{kernel}...' on {len(mean)} SMs. An SM's lateness: its last block end after the "
+          "node's median end, as a share of the median end after the first input ready; mean over the nodes.")
+    print("SMs by lateness, rounded to whole percent: " +
+          ", ".join(f"{p:+d}%: {c}" for p, c in sorted(collections.Counter(round(100 * v) for v in values).items())))
+    print(f"the last block: late by {100 * sum(l for l, _ in last) / len(last):.1f}% on average; "
+          f"its SM's mean lateness {100 * sum(mean[sm] for _, sm in last) / len(last):.1f}%")
+    if other is not None:
+        mean2, _ = _sm_shares(other, kernel)
+        sms = sorted(set(mean) & set(mean2))
+        x, y = [mean[s] for s in sms], [mean2[s] for s in sms]
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        cov = sum((a - mx) * (b - my) for a, b in zip(x, y))
+        var = (sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y)) ** 0.5
+        print(f"correlation of the SMs' lateness with the other dump: {cov / var:.2f} over {len(sms)} SMs")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dump")
@@ -30,16 +111,17 @@ def main():
     ap.add_argument("--last", type=int, default=20, help="blocks to print (those that ended last)")
     ap.add_argument("--around", type=int, help="stamp quantiles of the node and this many nodes on each side")
     ap.add_argument("--kinds", action="store_true", help="mean time of each kind of node")
+    ap.add_argument("--tenths", action="store_true", help="stamps by tenth of the block index (with --kernel)")
+    ap.add_argument("--sm", action="store_true", help="each SM's lateness over the nodes (with --kernel)")
+    ap.add_argument("--vs", help="with --sm: a second dump to correlate the SMs' lateness with")
     args = ap.parse_args()
     if not args.kinds and not args.kernel:
         ap.error("--kernel is needed (or --kinds)")
-    opener = gzip.open if args.dump.endswith(".gz") else open
-    nodes = collections.defaultdict(list)
-    with opener(args.dump, "rt") as f:
-        for r in csv.DictReader(f):
-            for k in ("node", "block", "sm", "entry", "waited", "ready", "end"):
-                r[k] = int(r[k])
-            nodes[r["node"]].append(r)
+    nodes = _load(args.dump)
+    if args.tenths:
+        return _tenths([bs for bs in nodes.values() if bs[0]["name"].startswith(args.kernel)], args.kernel)
+    if args.sm:
+        return _sm_lateness(nodes, args.kernel, _load(args.vs) if args.vs else None)
     order = sorted(nodes, key=lambda n: max(b["end"] for b in nodes[n]))
     last_end = lambda n: max(b["end"] for b in nodes[n])
     if args.kinds:
