@@ -23,6 +23,7 @@ import collections
 import csv
 import gzip
 import re
+import statistics
 
 
 def _quantiles(values):
@@ -42,17 +43,13 @@ def _load(path):
     return nodes
 
 
-def _median(values):
-    return sorted(values)[len(values) // 2]
-
-
 def _tenths(node_blocks, kernel):
     if not node_blocks:
         raise SystemExit(f"timeline_blocks: no node named '{kernel}...'")
     n_blocks = max(b["block"] for bs in node_blocks for b in bs) + 1
     offsets = {k: collections.defaultdict(list) for k in ("entry", "waited", "ready", "end")}
     for bs in node_blocks:
-        medians = {k: _median([b[k] for b in bs]) for k in offsets}
+        medians = {k: _quantiles([b[k] for b in bs])[1] for k in offsets}
         for b in bs:
             for k in offsets:
                 offsets[k][b["block"] * 10 // n_blocks].append((b[k] - medians[k]) / 1e3)
@@ -68,7 +65,7 @@ def _sm_shares(nodes, kernel):
     for bs in nodes.values():
         if not bs[0]["name"].startswith(kernel):
             continue
-        median_end = _median([b["end"] for b in bs])
+        median_end = _quantiles([b["end"] for b in bs])[1]
         span = median_end - min(b["ready"] for b in bs)
         if span <= 0:
             continue
@@ -96,11 +93,8 @@ def _sm_lateness(nodes, kernel, other):
     if other is not None:
         mean2, _ = _sm_shares(other, kernel)
         sms = sorted(set(mean) & set(mean2))
-        x, y = [mean[s] for s in sms], [mean2[s] for s in sms]
-        mx, my = sum(x) / len(x), sum(y) / len(y)
-        cov = sum((a - mx) * (b - my) for a, b in zip(x, y))
-        var = (sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y)) ** 0.5
-        print(f"correlation of the SMs' lateness with the other dump: {cov / var:.2f} over {len(sms)} SMs")
+        r = statistics.correlation([mean[s] for s in sms], [mean2[s] for s in sms])
+        print(f"correlation of the SMs' lateness with the other dump: {r:.2f} over {len(sms)} SMs")
 
 
 def main():
