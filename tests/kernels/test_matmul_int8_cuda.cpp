@@ -47,11 +47,13 @@ struct Shape {
 // (a shape that once broke a per-64-column form of the integer GEMV); k = 8192 between two of
 // 14336: one kernel asked for two shared-memory sizes above 48 KiB, the larger one again after
 // (its opt-in must not shrink to the smaller one); k = 28672 (Llama-3-70B's down projection at
-// tp 1), too long for x as floats in shared memory, not for its 16-bit planes.
+// tp 1), too long for x as floats in shared memory, not for its 16-bit planes. Groups of 256 and
+// 512 (k = 1200: a last group of 176) take the GEMV's shared scales like 128 (shared_scale), 64
+// and 16 a scale a chunk.
 const Shape kShapes[] = {{1, 16, 16, 0},   {37, 176, 128, 0},  {1000, 4096, 128, 0}, {333, 1024, 0, 1},
                          {130, 77, 128, 1}, {64, 96, 24, 0},    {128256, 64, 128, 0}, {64, 14336, 128, 0},
                          {257, 2048, 64, 1}, {19, 352, 128, 0}, {33, 8192, 128, 0},   {31, 14336, 128, 1},
-                         {21, 28672, 128, 1}};
+                         {21, 28672, 128, 1}, {45, 1200, 256, 0}, {29, 2560, 512, 1}};
 
 class CudaInt8 : public ::testing::TestWithParam<DType> {};
 
