@@ -38,7 +38,7 @@ struct Params {
   float* out;
   GemvInput in;
   const W* w;
-  const float* scales;  // i8
+  const QuantScale* scales;  // i8
   int group, groups;    // i8
   unsigned group_magic, group_one;  // i8, vector path: chunk c's scale group is umulhi(c, magic) + c * one
   int scale_lane_shift;  // i8 with shared scales (kShareScales): log2 of the chunks a group, up to 32
@@ -69,7 +69,7 @@ __device__ __forceinline__ unsigned chunk_group(const Params<int8_t>& p, int c) 
   return __umulhi(unsigned(c), p.group_magic) + unsigned(c) * p.group_one;
 }
 __device__ __forceinline__ float chunk_scale(const Params<int8_t>& p, int r, int c) {
-  return __ldg(p.scales + size_t(r) * p.groups + chunk_group(p, c));
+  return device_quant_scale_value(__ldg(p.scales + size_t(r) * p.groups + chunk_group(p, c)));
 }
 
 // Shared scales (share_scales_applies: 8, 16 or 32 chunks a group, or one group a row). A warp's
@@ -84,7 +84,7 @@ __device__ __forceinline__ float shared_scale(const Params<int8_t>& p, int r0, i
   const int lane = threadIdx.x % 32, run = (lane % 16) / 4;
   const int first = i - lane + run * stride;  // the run's first chunk (i: this lane's chunk of run 0)
   const unsigned g = min(chunk_group(p, first) + unsigned(lane % 4), unsigned(p.groups - 1));
-  return __ldg(p.scales + size_t(lane < 16 ? r0 : r1) * p.groups + g);
+  return device_quant_scale_value(__ldg(p.scales + size_t(lane < 16 ? r0 : r1) * p.groups + g));
 }
 
 template <bool kShared>
@@ -142,7 +142,7 @@ __device__ __forceinline__ void chunk_dot2(uint4 u0, uint4 u1, const float* x, f
 template <typename W>
 __device__ __forceinline__ float weight_at(const Params<W>& p, int r, int c) {
   if constexpr (std::is_same_v<W, int8_t>)
-    return float(p.w[size_t(r) * p.k + c]) * p.scales[size_t(r) * p.groups + c / p.group];
+    return float(p.w[size_t(r) * p.k + c]) * device_quant_scale_value(p.scales[size_t(r) * p.groups + c / p.group]);
   else
     return to_f32(p.w[size_t(r) * p.k + c]);
 }
@@ -763,7 +763,7 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
   if (norm_ahead_applies(in, k, staged && vec && !int_dot)) p.norm_ahead = k / 4;
   if (timeline_on()) {
     static const char* kEpilogue[] = {"", " swiglu", " rope"};
-    const double bytes = double(p.rows) * k * sizeof(W) + (kInt8 ? 4.0 * p.rows * p.groups : 0.0);
+    const double bytes = double(p.rows) * k * sizeof(W) + (kInt8 ? double(sizeof(QuantScale)) * p.rows * p.groups : 0.0);
     p.timeline = timeline_node("gemv " + std::to_string(p.rows) + "x" + std::to_string(k) + " " +
                                    dtype_name(w.dtype) + kEpilogue[int(e)],
                                bytes);
@@ -820,7 +820,7 @@ void gemv_swiglu_cuda(float* out, const float* x, const void* w13, DType w_dtype
   gemv_cuda(out, in, GemvWeight{w13, w_dtype}, ffn, k, GemvEpilogue::Swiglu, nullptr, stream, warps_per_row);
 }
 
-void gemv_int8_cuda(float* out, const float* x, const int8_t* q, const float* scales, int n, int k, int group,
+void gemv_int8_cuda(float* out, const float* x, const int8_t* q, const QuantScale* scales, int n, int k, int group,
                     cudaStream_t stream) {
   GemvInput in;
   in.x = x;

@@ -14,16 +14,17 @@
 
 #include <cstdint>
 
+#include "kernels/quant_scale.h"
 #include "runtime/dtype.h"
 
 namespace llama_tp::kernels {
 
-// The weight [rows, k], row-major: f32, f16 or bf16, or i8 with f32 scales [rows, ceil(k / group)]
+// The weight [rows, k], row-major: f32, f16 or bf16, or i8 with f16 scales [rows, ceil(k / group)]
 // (value = q * scale of its group of `group` columns).
 struct GemvWeight {
   const void* data = nullptr;
   DType dtype = DType::BF16;
-  const float* scales = nullptr;  // i8 only
+  const QuantScale* scales = nullptr;  // i8 only
   int group = 0;                  // i8 only
 };
 
@@ -77,7 +78,7 @@ void gemv_cuda(float* out, const float* x, const void* w, DType w_dtype, int n, 
                int warps_per_row = 0);
 void gemv_swiglu_cuda(float* out, const float* x, const void* w13, DType w_dtype, int ffn, int k,
                       cudaStream_t stream, int warps_per_row = 0);
-void gemv_int8_cuda(float* out, const float* x, const int8_t* q, const float* scales, int n, int k, int group,
+void gemv_int8_cuda(float* out, const float* x, const int8_t* q, const QuantScale* scales, int n, int k, int group,
                     cudaStream_t stream);
 
 }  // namespace llama_tp::kernels

@@ -20,7 +20,7 @@ cudaDataType_t cublas_type(DType t) {
 }  // namespace
 
 void gemm_int8_dequant_cublas(cublasHandle_t handle, float* out, const void* x_w, DType dtype, const int8_t* q,
-                              const float* scales, int m, int n, int k, int group, void* tile, int tile_rows,
+                              const QuantScale* scales, int m, int n, int k, int group, void* tile, int tile_rows,
                               cudaStream_t stream) {
   if (m == 0 || n == 0) return;
   LLAMA_TP_CHECK(tile_rows > 0 && group > 0, "gemm_int8_dequant_cublas: tile_rows and group must be positive");

@@ -5,20 +5,21 @@
 
 namespace llama_tp::kernels {
 
-float quantize_int8_group(int8_t* q, const float* w, int64_t count) {
+QuantScale quantize_int8_group(int8_t* q, const float* w, int64_t count) {
   float amax = 0.f;
   for (int64_t i = 0; i < count; ++i) amax = std::max(amax, std::fabs(w[i]));
-  // Division by the float scale (not multiplication by its inverse) so that the GPU kernel,
+  // Division by the stored scale (not multiplication by its inverse) so that the GPU kernel,
   // which does the same IEEE division, produces the same bytes.
-  const float scale = amax / 127.0f;
+  const QuantScale stored = quant_scale_round(amax / 127.0f);
+  const float scale = quant_scale_value(stored);
   for (int64_t i = 0; i < count; ++i) {
     const float v = scale > 0.f ? std::nearbyint(w[i] / scale) : 0.f;
     q[i] = int8_t(std::clamp(v, -127.f, 127.f));
   }
-  return scale;
+  return stored;
 }
 
-void quantize_int8_cpu(int8_t* q, float* scales, const float* w, int64_t n, int64_t k, int64_t group) {
+void quantize_int8_cpu(int8_t* q, QuantScale* scales, const float* w, int64_t n, int64_t k, int64_t group) {
   const int64_t groups = (k + group - 1) / group;
   for (int64_t r = 0; r < n; ++r)
     for (int64_t g = 0; g < groups; ++g) {
@@ -27,10 +28,10 @@ void quantize_int8_cpu(int8_t* q, float* scales, const float* w, int64_t n, int6
     }
 }
 
-void dequantize_int8_cpu(float* w, const int8_t* q, const float* scales, int64_t n, int64_t k, int64_t group) {
+void dequantize_int8_cpu(float* w, const int8_t* q, const QuantScale* scales, int64_t n, int64_t k, int64_t group) {
   const int64_t groups = (k + group - 1) / group;
   for (int64_t r = 0; r < n; ++r)
-    for (int64_t c = 0; c < k; ++c) w[r * k + c] = float(q[r * k + c]) * scales[r * groups + c / group];
+    for (int64_t c = 0; c < k; ++c) w[r * k + c] = float(q[r * k + c]) * quant_scale_value(scales[r * groups + c / group]);
 }
 
 }  // namespace llama_tp::kernels

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "kernels/common_cuda.h"
+#include "kernels/quant_scale.h"
 #include "kernels/quantize_cuda.h"
 #include "runtime/cuda_check.h"
 
@@ -12,7 +13,7 @@ constexpr int kWarpsPerBlock = 8;
 
 template <typename T>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    quantize_kernel(int8_t* __restrict__ q, float* __restrict__ scales, const T* __restrict__ w, int64_t n,
+    quantize_kernel(int8_t* __restrict__ q, QuantScale* __restrict__ scales, const T* __restrict__ w, int64_t n,
                     int64_t k, int64_t group, int64_t groups) {
   const int64_t id = int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;  // (row, group) index
   const int lane = threadIdx.x % 32;
@@ -23,13 +24,14 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   float amax = 0.f;
   for (int64_t c = lane; c < count; c += 32) amax = fmaxf(amax, fabsf(to_f32(wg[c])));
   amax = warp_max(amax);
-  const float scale = amax / 127.0f;  // IEEE division, as the CPU reference
+  const QuantScale stored = device_quant_scale_round(amax / 127.0f);  // IEEE division, as the CPU reference
+  const float scale = device_quant_scale_value(stored);
   int8_t* qg = q + row * k + c0;
   for (int64_t c = lane; c < count; c += 32) {
     const float v = scale > 0.f ? rintf(to_f32(wg[c]) / scale) : 0.f;  // rintf: half to even
     qg[c] = int8_t(fminf(fmaxf(v, -127.f), 127.f));
   }
-  if (lane == 0) scales[id] = scale;
+  if (lane == 0) scales[id] = stored;
 }
 
 // Stores 16 floats as 16 elements of T at dst (16-byte aligned for T = f16/bf16, 64 for f32).
@@ -64,12 +66,12 @@ __device__ __forceinline__ void store16(bf16* dst, const float* f) { store16_hal
 // and a scale, and every pointer is 16-byte aligned).
 template <typename T>
 __global__ void dequantize16_kernel(T* __restrict__ out, const int8_t* __restrict__ q,
-                                    const float* __restrict__ scales, int64_t n, int64_t k, int64_t group,
+                                    const QuantScale* __restrict__ scales, int64_t n, int64_t k, int64_t group,
                                     int64_t groups) {
   const int64_t chunks = n * (k / 16);
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < chunks; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t e = i * 16, row = e / k, col = e % k;
-    const float s = scales[row * groups + col / group];
+    const float s = device_quant_scale_value(scales[row * groups + col / group]);
     const uint4 u = *reinterpret_cast<const uint4*>(q + e);
     const uint32_t words[4] = {u.x, u.y, u.z, u.w};
     float f[16];
@@ -80,17 +82,18 @@ __global__ void dequantize16_kernel(T* __restrict__ out, const int8_t* __restric
 }
 
 template <typename T>
-__global__ void dequantize_kernel(T* __restrict__ out, const int8_t* __restrict__ q, const float* __restrict__ scales,
-                                  int64_t n, int64_t k, int64_t group, int64_t groups) {
+__global__ void dequantize_kernel(T* __restrict__ out, const int8_t* __restrict__ q,
+                                  const QuantScale* __restrict__ scales, int64_t n, int64_t k, int64_t group,
+                                  int64_t groups) {
   for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n * k; e += int64_t(gridDim.x) * blockDim.x) {
     const int64_t row = e / k, col = e % k;
-    out[e] = from_f32<T>(float(q[e]) * scales[row * groups + col / group]);
+    out[e] = from_f32<T>(float(q[e]) * device_quant_scale_value(scales[row * groups + col / group]));
   }
 }
 
 }  // namespace
 
-void quantize_int8_cuda(int8_t* q, float* scales, const void* w, DType w_dtype, int64_t n, int64_t k, int64_t group,
+void quantize_int8_cuda(int8_t* q, QuantScale* scales, const void* w, DType w_dtype, int64_t n, int64_t k, int64_t group,
                         cudaStream_t stream) {
   if (n == 0 || k == 0) return;
   LLAMA_TP_CHECK(group > 0, "quantize_int8_cuda: group must be positive");
@@ -105,7 +108,7 @@ void quantize_int8_cuda(int8_t* q, float* scales, const void* w, DType w_dtype, 
   CUDA_CHECK_LAUNCH();
 }
 
-void dequantize_int8_cuda(void* out, DType out_dtype, const int8_t* q, const float* scales, int64_t n, int64_t k,
+void dequantize_int8_cuda(void* out, DType out_dtype, const int8_t* q, const QuantScale* scales, int64_t n, int64_t k,
                           int64_t group, cudaStream_t stream) {
   if (n == 0 || k == 0) return;
   const int64_t groups = (k + group - 1) / group;

@@ -40,8 +40,8 @@ class CpuBackend final : public Backend {
     if (!quant.int8) return LinearWeight(std::move(w));
     LLAMA_TP_CHECK(w.ndim() == 2, "int8 weights must be matrices, not ", w.shape_string());
     const int64_t n = w.dim(0), k = w.dim(1), group = quant.group_for(k);
-    Tensor q = Tensor::empty({n, k}, DType::I8), scales = Tensor::empty({n, quant_groups(k, group)}, DType::F32);
-    kernels::quantize_int8_cpu(q.data<int8_t>(), scales.data<float>(), w.data<float>(), n, k, group);
+    Tensor q = Tensor::empty({n, k}, DType::I8), scales = Tensor::empty({n, quant_groups(k, group)}, DType::F16);
+    kernels::quantize_int8_cpu(q.data<int8_t>(), scales.data<kernels::QuantScale>(), w.data<float>(), n, k, group);
     return LinearWeight(std::move(q), std::move(scales), int(group));
   }
 
@@ -90,7 +90,7 @@ class CpuBackend final : public Backend {
     LLAMA_TP_CHECK(w.dtype() == DType::I8 && w.ndim() == 2 && x.dim(-1) == w.dim(1) && out.dim(-1) == w.dim(0),
                    "linear: x ", x.shape_string(), " w ", w.shape_string(), " (", w.format(), ") out ",
                    out.shape_string(), " do not agree");
-    kernels::matmul_int8_cpu(out.data<float>(), x.data<float>(), w.values.data<int8_t>(), w.scales.data<float>(),
+    kernels::matmul_int8_cpu(out.data<float>(), x.data<float>(), w.values.data<int8_t>(), w.scales.data<kernels::QuantScale>(),
                              int(x.numel() / x.dim(-1)), int(w.dim(0)), int(w.dim(1)), w.group);
   }
 

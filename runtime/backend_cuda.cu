@@ -233,7 +233,7 @@ bool CudaBackend::fused_gemv_input(const NormedInput& in, const LinearWeight& w,
 
 namespace {
 kernels::GemvWeight gemv_weight(const LinearWeight& w) {
-  if (w.quantized()) return {w.values.raw(), DType::I8, w.scales.data<float>(), w.group};
+  if (w.quantized()) return {w.values.raw(), DType::I8, w.scales.data<kernels::QuantScale>(), w.group};
   return {w.values.raw(), w.dtype()};
 }
 }  // namespace

@@ -41,8 +41,8 @@ LinearWeight CudaBackend::upload_linear(const Tensor& src, const QuantSpec& quan
   // The host copies the checkpoint's bytes once; the GPU does the arithmetic.
   Tensor staged = src.device() == Device::CUDA ? src : src.to(Device::CUDA);
   Tensor q = Tensor::empty({n, k}, DType::I8, Device::CUDA);
-  Tensor scales = Tensor::empty({n, quant_groups(k, group)}, DType::F32, Device::CUDA);
-  kernels::quantize_int8_cuda(q.data<int8_t>(), scales.data<float>(), staged.raw(), src.dtype(), n, k, group, stream_);
+  Tensor scales = Tensor::empty({n, quant_groups(k, group)}, DType::F16, Device::CUDA);
+  kernels::quantize_int8_cuda(q.data<int8_t>(), scales.data<kernels::QuantScale>(), staged.raw(), src.dtype(), n, k, group, stream_);
   synchronize();  // `staged` is freed on return
   return LinearWeight(std::move(q), std::move(scales), int(group));
 }
@@ -65,7 +65,7 @@ void CudaBackend::linear_with(Tensor& out, const Tensor& x, const LinearWeight& 
   if (algo == LinearAlgo::Auto) algo = m == 1 ? LinearAlgo::Gemv : LinearAlgo::Cublas;
   if (algo == LinearAlgo::Gemv) {
     LLAMA_TP_CHECK(m == 1, "linear: the int8 GEMV kernel takes one token, not ", m);
-    kernels::gemv_int8_cuda(out.data<float>(), x.data<float>(), w.values.data<int8_t>(), w.scales.data<float>(), n, k,
+    kernels::gemv_int8_cuda(out.data<float>(), x.data<float>(), w.values.data<int8_t>(), w.scales.data<kernels::QuantScale>(), n, k,
                             w.group, stream_);
     return;
   }
@@ -81,7 +81,7 @@ void CudaBackend::linear_with(Tensor& out, const Tensor& x, const LinearWeight& 
     kernels::convert_cuda(ws, t, x.raw(), DType::F32, size_t(x.numel()), stream_);
     xw = ws;
   }
-  kernels::gemm_int8_dequant_cublas(cublas_, out.data<float>(), xw, t, w.values.data<int8_t>(), w.scales.data<float>(),
+  kernels::gemm_int8_dequant_cublas(cublas_, out.data<float>(), xw, t, w.values.data<int8_t>(), w.scales.data<kernels::QuantScale>(),
                                     m, n, k, w.group, ws + x_bytes, tile_rows, stream_);
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "kernels/quant_scale.h"
+
 namespace llama_tp {
 
 int64_t QuantSpec::group_for(int64_t in_features) const {
@@ -21,7 +23,7 @@ std::string LinearWeight::format() const {
 
 size_t linear_weight_bytes(int64_t out, int64_t in, DType float_dtype, const QuantSpec& quant) {
   if (!quant.int8) return size_t(out) * size_t(in) * dtype_size(float_dtype);
-  return size_t(out) * size_t(in) + size_t(out) * size_t(quant_groups(in, quant.group_for(in))) * sizeof(float);
+  return size_t(out) * size_t(in) + size_t(out) * size_t(quant_groups(in, quant.group_for(in))) * sizeof(kernels::QuantScale);
 }
 
 }  // namespace llama_tp

@@ -72,10 +72,10 @@ TEST_P(CudaInt8, QuantizesLikeTheCpuAndGemvMatchesTheReference) {
 
     // Same bytes as the CPU reference (both divide by the same f32 scale, round half to even).
     std::vector<int8_t> q_ref(size_t(s.n) * s.k);
-    std::vector<float> s_ref(size_t(s.n * groups));
+    std::vector<kernels::QuantScale> s_ref(size_t(s.n * groups));
     kernels::quantize_int8_cpu(q_ref.data(), s_ref.data(), w.data(), s.n, s.k, group);
     EXPECT_EQ(to_host<int8_t>(lw.values), q_ref) << at;
-    EXPECT_EQ(to_host<float>(lw.scales), s_ref) << at;
+    EXPECT_EQ(to_host<kernels::QuantScale>(lw.scales), s_ref) << at;
 
     // GEMV and the dequantize + cuBLAS path on one token, against the CPU int8 product.
     const auto x = random_floats(s.k, fresh_seed());
@@ -89,7 +89,7 @@ TEST_P(CudaInt8, QuantizesLikeTheCpuAndGemvMatchesTheReference) {
     std::vector<double> bound(size_t(s.n), 0.0);
     for (int r = 0; r < s.n; ++r)
       for (int c = 0; c < s.k; ++c)
-        bound[size_t(r)] += std::fabs(double(q_ref[size_t(r) * s.k + c]) * s_ref[size_t(r) * groups + c / group] * x[size_t(c)]);
+        bound[size_t(r)] += std::fabs(double(q_ref[size_t(r) * s.k + c]) * kernels::quant_scale_value(s_ref[size_t(r) * groups + c / group]) * x[size_t(c)]);
     for (Algo algo : {Algo::Gemv, Algo::Cublas}) {
       Tensor out = be.alloc({1, s.n}, DType::F32);
       ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);  // NaN
@@ -122,7 +122,7 @@ TEST_P(CudaInt8, GemvKeepsPrecisionAtAnyInputScale) {
   const auto w = rounded(random_floats(size_t(n) * k, fresh_seed()), dt);
   LinearWeight lw = be.upload_linear(host_in(w, n, k, dt), QuantSpec::int8_groups(group));
   std::vector<int8_t> q(size_t(n) * k);
-  std::vector<float> scales(size_t(n) * (k / group));
+  std::vector<kernels::QuantScale> scales(size_t(n) * (k / group));
   kernels::quantize_int8_cpu(q.data(), scales.data(), w.data(), n, k, group);
   auto mixed = random_floats(k, fresh_seed());
   for (int i = 0; i < k; ++i) mixed[size_t(i)] *= i % 7 == 0 ? 1e5f : 1e-3f;
@@ -139,7 +139,7 @@ TEST_P(CudaInt8, GemvKeepsPrecisionAtAnyInputScale) {
       kernels::GemvInput in;
       in.x = static_cast<const float*>(xd.raw());
       kernels::gemv_cuda(static_cast<float*>(out.raw()), in,
-                         kernels::GemvWeight{lw.values.raw(), DType::I8, static_cast<const float*>(lw.scales.raw()), group},
+                         kernels::GemvWeight{lw.values.raw(), DType::I8, static_cast<const kernels::QuantScale*>(lw.scales.raw()), group},
                          n, k, kernels::GemvEpilogue::Store, nullptr, static_cast<cudaStream_t>(be.stream()), wpp);
       const auto got = out.to_floats();
       EXPECT_LT(rel_error(got.data(), ref.data(), n), 3e-5) << "x scale " << scale << ", " << wpp << " warps per row pair";
@@ -153,7 +153,7 @@ TEST_P(CudaInt8, GemvKeepsPrecisionAtAnyInputScale) {
   kernels::GemvInput in;
   in.x = static_cast<const float*>(xd.raw());
   kernels::gemv_cuda(static_cast<float*>(out.raw()), in,
-                     kernels::GemvWeight{lw.values.raw(), DType::I8, static_cast<const float*>(lw.scales.raw()), group}, n, k,
+                     kernels::GemvWeight{lw.values.raw(), DType::I8, static_cast<const kernels::QuantScale*>(lw.scales.raw()), group}, n, k,
                      kernels::GemvEpilogue::Store, nullptr, static_cast<cudaStream_t>(be.stream()));
   const auto got = out.to_floats();
   for (int r = 0; r < n; ++r) ASSERT_TRUE(std::isnan(got[size_t(r)])) << "row " << r;
@@ -173,7 +173,7 @@ TEST_P(CudaInt8, PromptProductsMatchTheReference) {
     LinearWeight lw = be.upload_linear(host_in(w, c.n, c.k, dt), spec);
     const int64_t group = spec.group_for(c.k);
     std::vector<int8_t> q(size_t(c.n) * c.k);
-    std::vector<float> sc(size_t(c.n * quant_groups(c.k, group)));
+    std::vector<kernels::QuantScale> sc(size_t(c.n * quant_groups(c.k, group)));
     kernels::quantize_int8_cpu(q.data(), sc.data(), w.data(), c.n, c.k, group);
     std::vector<float> ref(size_t(c.m) * c.n);
     kernels::matmul_int8_cpu(ref.data(), x.data(), q.data(), sc.data(), c.m, c.n, c.k, int(group));

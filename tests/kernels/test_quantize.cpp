@@ -17,7 +17,8 @@ namespace {
 
 struct Quantized {
   std::vector<int8_t> q;
-  std::vector<float> scales, back;
+  std::vector<kernels::QuantScale> scales;
+  std::vector<float> back;
 };
 
 Quantized round_trip(const std::vector<float>& w, int64_t n, int64_t k, int64_t group) {
@@ -47,8 +48,11 @@ TEST(Quantize, ScaleIsGroupMaxOver127AndErrorAtMostHalfAStep) {
           amax = std::max(amax, std::fabs(w[size_t(row * s.k + c)]));
           qmax = std::max(qmax, std::abs(int(r.q[size_t(row * s.k + c)])));
         }
-        const float scale = r.scales[size_t(row * groups + g)];
-        EXPECT_EQ(scale, amax / 127.0f) << "row " << row << " group " << g;
+        // max|w| / 127 rounded to f16 (times 2^8), which moves it by at most 2^-11 of itself.
+        const float scale = kernels::quant_scale_value(r.scales[size_t(row * groups + g)]);
+        EXPECT_EQ(scale, kernels::quant_scale_value(kernels::quant_scale_round(amax / 127.0f)))
+            << "row " << row << " group " << g;
+        EXPECT_NEAR(scale, amax / 127.0f, amax / 127.0f / 2048) << "row " << row << " group " << g;
         EXPECT_EQ(qmax, 127) << "the largest value of a group maps to ±127";
         for (int64_t c = g * s.group; c < std::min(s.k, (g + 1) * s.group); ++c) {
           const size_t i = size_t(row * s.k + c);
@@ -63,11 +67,11 @@ TEST(Quantize, RoundsHalfToEvenAndKeepsZeroGroups) {
   // 0.5 -> 0. Row 1: -127 -> -127. Row 2: all zero.
   const std::vector<float> w = {127.f, 2.5f, -2.5f, 1.5f, 0.5f, -127.f, 3.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   const Quantized r = round_trip(w, 3, 5, 5);
-  EXPECT_EQ(r.scales[0], 1.0f);
-  EXPECT_EQ(r.scales[1], 1.0f);
+  EXPECT_EQ(kernels::quant_scale_value(r.scales[0]), 1.0f);
+  EXPECT_EQ(kernels::quant_scale_value(r.scales[1]), 1.0f);
   EXPECT_EQ(r.q, (std::vector<int8_t>{127, 2, -2, 2, 0, -127, 3, 0, 0, 0, 0, 0, 0, 0, 0}));
   // An all-zero group: scale 0, values 0, no NaN.
-  EXPECT_EQ(r.scales[2], 0.0f);
+  EXPECT_EQ(kernels::quant_scale_value(r.scales[2]), 0.0f);
   for (float v : r.back) EXPECT_FALSE(std::isnan(v));
   for (int i = 10; i < 15; ++i) EXPECT_EQ(r.back[size_t(i)], 0.f);
 }
