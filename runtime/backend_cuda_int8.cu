@@ -56,8 +56,8 @@ void CudaBackend::linear_with(Tensor& out, const Tensor& x, const LinearWeight& 
   expect_on_gpu(out, "out", true);
   expect_on_gpu(x, "x", true);
   expect_on_gpu(w.values, "int8 weight", false);
-  expect_on_gpu(w.scales, "int8 weight scales", true);
-  LLAMA_TP_CHECK(w.dtype() == DType::I8 && w.ndim() == 2 && x.dim(-1) == w.dim(1) && out.dim(-1) == w.dim(0) &&
+  expect_on_gpu(w.scales, "int8 weight scales", false);
+  LLAMA_TP_CHECK(w.dtype() == DType::I8 && w.scales.dtype() == DType::F16 && w.ndim() == 2 && x.dim(-1) == w.dim(1) && out.dim(-1) == w.dim(0) &&
                      rows_of(out) == rows_of(x) && w.scales.numel() == w.dim(0) * quant_groups(w.dim(1), w.group),
                  "linear: x ", x.shape_string(), " · w ", w.shape_string(), " (", w.format(), ")ᵀ does not fit out ",
                  out.shape_string());
