@@ -70,7 +70,7 @@ TEST_P(CudaInt8, QuantizesLikeTheCpuAndGemvMatchesTheReference) {
     ASSERT_TRUE(lw.quantized()) << at;
     ASSERT_EQ(lw.group, group) << at;
 
-    // Same bytes as the CPU reference (both divide by the same f32 scale, round half to even).
+    // Same bytes as the CPU reference (both round the scale to f16 and divide by it, round half to even).
     std::vector<int8_t> q_ref(size_t(s.n) * s.k);
     std::vector<kernels::QuantScale> s_ref(size_t(s.n * groups));
     kernels::quantize_int8_cpu(q_ref.data(), s_ref.data(), w.data(), s.n, s.k, group);
