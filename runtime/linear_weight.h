@@ -7,8 +7,8 @@
 // Why groups of 128 and f16 scales: per-row scales let one outlier set the step of a whole
 // 8192-wide row; groups of 128 bound that at a cost of 2 bytes per 128 weights (1.6%). The f16
 // holds the scale times 2^8, so that the scales of small weights stay clear of its subnormals
-// (kernels/quant_scale.h). Until session 23 the scales were f32 (3%); 2-byte scales made
-// Llama-3-8B int8 decode 1.5% faster on an H200.
+// (kernels/quant_scale.h). Until session 23 the scales were f32 (3%); a probe that read 2-byte
+// scales made Llama-3-8B int8 decode 1.5% faster on an H200.
 // Measured on the CPU (tests/runtime/test_int8_model.cpp, logits at every prompt position vs the
 // unquantized path), groups of 128 / per row, f16 scales: stories260K (trained) top-1 98.4% /
 // 98.4%, cosine 0.99996 / 0.99995; tiny-llama3 94% / 100%, 0.99934 / 0.99931; tiny-llama2 82% /
