@@ -149,7 +149,7 @@ __device__ __forceinline__ float weight_at(const Params<W>& p, int r, int c) {
 }
 
 // One batch of a lane's loads: kUnroll 16-byte chunks of each row of a pair (chunks i, i + stride,
-// ...), with their scales for int8. Issued together so that their latencies overlap, and one
+// ...), with their scales for int8 (shared scales: the lane's one, in s0[0]). Issued together so that their latencies overlap, and one
 // batch ahead of the arithmetic (gemv_kernel), so that a warp always has loads in flight.
 template <typename W>
 struct Batch {

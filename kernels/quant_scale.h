@@ -18,6 +18,7 @@
 namespace llama_tp::kernels {
 
 using QuantScale = uint16_t;  // f16 bits of scale * kQuantScaleShift
+constexpr DType kQuantScaleDType = DType::F16;  // the dtype of a LinearWeight's scales tensor
 constexpr float kQuantScaleShift = 256.f;
 constexpr float kQuantScaleMax = 65504.f;  // the largest finite f16
 

@@ -40,7 +40,7 @@ class CpuBackend final : public Backend {
     if (!quant.int8) return LinearWeight(std::move(w));
     LLAMA_TP_CHECK(w.ndim() == 2, "int8 weights must be matrices, not ", w.shape_string());
     const int64_t n = w.dim(0), k = w.dim(1), group = quant.group_for(k);
-    Tensor q = Tensor::empty({n, k}, DType::I8), scales = Tensor::empty({n, quant_groups(k, group)}, DType::F16);
+    Tensor q = Tensor::empty({n, k}, DType::I8), scales = Tensor::empty({n, quant_groups(k, group)}, kernels::kQuantScaleDType);
     kernels::quantize_int8_cpu(q.data<int8_t>(), scales.data<kernels::QuantScale>(), w.data<float>(), n, k, group);
     return LinearWeight(std::move(q), std::move(scales), int(group));
   }

@@ -225,8 +225,9 @@ bool CudaBackend::fused_gemv_input(const NormedInput& in, const LinearWeight& w,
   g.eps = in.eps;
   if (w.quantized()) {
     expect(w.scales, op, "int8 scales", false);
-    LLAMA_TP_CHECK(w.dtype() == DType::I8 && w.scales.dtype() == DType::F16 && w.scales.numel() == w.dim(0) * quant_groups(w.dim(1), w.group), op,
-                   ": int8 weight ", w.shape_string(), " and scales ", w.scales.shape_string(), " disagree");
+    LLAMA_TP_CHECK(w.dtype() == DType::I8 && w.scales.dtype() == kernels::kQuantScaleDType &&
+                       w.scales.numel() == w.dim(0) * quant_groups(w.dim(1), w.group),
+                   op, ": int8 weight ", w.shape_string(), " and scales ", w.scales.shape_string(), " disagree");
   }
   return true;
 }

@@ -41,7 +41,7 @@ LinearWeight CudaBackend::upload_linear(const Tensor& src, const QuantSpec& quan
   // The host copies the checkpoint's bytes once; the GPU does the arithmetic.
   Tensor staged = src.device() == Device::CUDA ? src : src.to(Device::CUDA);
   Tensor q = Tensor::empty({n, k}, DType::I8, Device::CUDA);
-  Tensor scales = Tensor::empty({n, quant_groups(k, group)}, DType::F16, Device::CUDA);
+  Tensor scales = Tensor::empty({n, quant_groups(k, group)}, kernels::kQuantScaleDType, Device::CUDA);
   kernels::quantize_int8_cuda(q.data<int8_t>(), scales.data<kernels::QuantScale>(), staged.raw(), src.dtype(), n, k, group, stream_);
   synchronize();  // `staged` is freed on return
   return LinearWeight(std::move(q), std::move(scales), int(group));
@@ -57,7 +57,8 @@ void CudaBackend::linear_with(Tensor& out, const Tensor& x, const LinearWeight& 
   expect_on_gpu(x, "x", true);
   expect_on_gpu(w.values, "int8 weight", false);
   expect_on_gpu(w.scales, "int8 weight scales", false);
-  LLAMA_TP_CHECK(w.dtype() == DType::I8 && w.scales.dtype() == DType::F16 && w.ndim() == 2 && x.dim(-1) == w.dim(1) && out.dim(-1) == w.dim(0) &&
+  LLAMA_TP_CHECK(w.dtype() == DType::I8 && w.scales.dtype() == kernels::kQuantScaleDType && w.ndim() == 2 &&
+                     x.dim(-1) == w.dim(1) && out.dim(-1) == w.dim(0) &&
                      rows_of(out) == rows_of(x) && w.scales.numel() == w.dim(0) * quant_groups(w.dim(1), w.group),
                  "linear: x ", x.shape_string(), " · w ", w.shape_string(), " (", w.format(), ")ᵀ does not fit out ",
                  out.shape_string());
