@@ -41,7 +41,7 @@ struct Params {
   const QuantScale* scales;  // i8
   int group, groups;    // i8
   unsigned group_magic, group_one;  // i8, vector path: chunk c's scale group is umulhi(c, magic) + c * one
-  int scale_lane_shift;  // i8 with shared scales (kShareScales): log2 of the chunks a group, up to 32
+  int scale_lane_shift;  // i8: shared_scale_shift (0: a scale a chunk, not kShareScales)
   int k;
   int rows;             // weight rows
   int n_pairs;          // row pairs: pair p is rows r0 = (p / half) * 2 * half + p % half and r0 + half
@@ -72,7 +72,7 @@ __device__ __forceinline__ float chunk_scale(const Params<int8_t>& p, int r, int
   return device_quant_scale_value(__ldg(p.scales + size_t(r) * p.groups + chunk_group(p, c)));
 }
 
-// Shared scales (share_scales_applies: 8, 16 or 32 chunks a group, or one group a row). A warp's
+// Shared scales (shared_scale_shift: 8, 16 or 32 chunks a group, or one group a row). A warp's
 // batch is kUnroll runs of 32 consecutive chunks of each of its two rows, each run starting at a
 // multiple of 32 chunks, so a run spans at most 4 groups and lane l's chunk of run j lies in group
 // g_j + (l >> scale_lane_shift), g_j the group of the run's first chunk. Lane 4 j + q (row r0)
@@ -149,8 +149,9 @@ __device__ __forceinline__ float weight_at(const Params<W>& p, int r, int c) {
 }
 
 // One batch of a lane's loads: kUnroll 16-byte chunks of each row of a pair (chunks i, i + stride,
-// ...), with their scales for int8 (shared scales: the lane's one, in s0[0]). Issued together so that their latencies overlap, and one
-// batch ahead of the arithmetic (gemv_kernel), so that a warp always has loads in flight.
+// ...), with their scales for int8 (shared scales: the lane's one, in s0[0]). Issued together so
+// that their latencies overlap, and one batch ahead of the arithmetic (gemv_kernel), so that a warp
+// always has loads in flight.
 template <typename W>
 struct Batch {
   static constexpr int kScales = std::is_same_v<W, int8_t> ? kUnroll : 1;
@@ -667,13 +668,16 @@ bool int_dot_applies(int k, bool vec) {
   return allowed && vec && k % kSegment == 0 && int_dot_smem_bytes(k) <= size_t(smem_optin());
 }
 
-// Whether the integer dot products take their scales with shuffles (shared_scale): 8, 16 or 32
-// chunks of 16 columns a group (groups of 128, 256 or 512), or one group a row; others (llama2c
-// and GGUF files keep groups of 32 or 64) load a scale a chunk. LLAMA_TP_INT8_SHARED_SCALES=0:
-// never, for comparisons.
-bool share_scales_applies(int chunks_per_group, int groups) {
+// The integer dot products take their scales with shuffles (shared_scale) for 8, 16 or 32 chunks
+// of 16 columns a group (groups of 128, 256 or 512) or one group a row: the lane shift, log2 of
+// the chunks a group (5 for one group: every lane of a run shares it). Others (llama2c and GGUF
+// files keep groups of 32 or 64) load a scale a chunk: 0. LLAMA_TP_INT8_SHARED_SCALES=0: always
+// 0, for comparisons.
+int shared_scale_shift(int chunks_per_group, int groups) {
   static const bool allowed = env_allows("LLAMA_TP_INT8_SHARED_SCALES");
-  return allowed && (groups == 1 || chunks_per_group == 8 || chunks_per_group == 16 || chunks_per_group == 32);
+  if (!allowed) return 0;
+  if (groups == 1) return 5;
+  return chunks_per_group == 8 ? 3 : chunks_per_group == 16 ? 4 : chunks_per_group == 32 ? 5 : 0;
 }
 
 // Blocks for n_pairs row pairs, `groups` pairs per block and round, `fit` blocks per SM. With at
@@ -705,10 +709,11 @@ void launch_pairs(void (*kernel)(Params<W>), const Params<W>& p, size_t smem, cu
 }
 
 template <typename W, GemvEpilogue E>
-void launch_epilogue(const Params<W>& p, bool staged, bool vec, bool int_dot, bool share_scales, cudaStream_t stream) {
+void launch_epilogue(const Params<W>& p, bool staged, bool vec, bool int_dot, cudaStream_t stream) {
   if constexpr (std::is_same_v<W, int8_t>) {
     if (int_dot)
-      return launch_pairs(share_scales ? gemv_kernel<W, E, true, true, true, true> : gemv_kernel<W, E, true, true, true>,
+      return launch_pairs(p.scale_lane_shift > 0 ? gemv_kernel<W, E, true, true, true, true>
+                                                 : gemv_kernel<W, E, true, true, true>,
                           p, int_dot_smem_bytes(p.k), stream);
   }
   size_t smem = staged ? sizeof(float) * size_t(p.k) : 0;
@@ -728,7 +733,6 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
   p.w = static_cast<const W*>(w.data);
   p.k = k;
   constexpr bool kInt8 = std::is_same_v<W, int8_t>;
-  bool share_scales = false;
   if constexpr (kInt8) {
     LLAMA_TP_CHECK(w.scales && w.group > 0, "gemv: int8 weights need scales and a positive group");
     p.scales = w.scales;
@@ -739,8 +743,7 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
     LLAMA_TP_CHECK(k < (1 << 20), "gemv: int8 rows of ", k, " columns are longer than 2^20");  // chunk_scale
     p.group_one = chunks_per_group == 1;
     p.group_magic = p.group_one ? 0u : unsigned(((uint64_t(1) << 32) + chunks_per_group - 1) / chunks_per_group);
-    share_scales = share_scales_applies(int(chunks_per_group), p.groups);
-    p.scale_lane_shift = p.groups == 1 ? 5 : chunks_per_group == 8 ? 3 : chunks_per_group == 16 ? 4 : 5;
+    p.scale_lane_shift = shared_scale_shift(int(chunks_per_group), p.groups);
   }
   switch (e) {
     case GemvEpilogue::Store: p.rows = n, p.n_pairs = cdiv(n, 2), p.half = 1; break;
@@ -770,9 +773,9 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
                                bytes);
   }
   switch (e) {
-    case GemvEpilogue::Store: launch_epilogue<W, GemvEpilogue::Store>(p, staged, vec, int_dot, share_scales, stream); break;
-    case GemvEpilogue::Swiglu: launch_epilogue<W, GemvEpilogue::Swiglu>(p, staged, vec, int_dot, share_scales, stream); break;
-    case GemvEpilogue::RopeKv: launch_epilogue<W, GemvEpilogue::RopeKv>(p, staged, vec, int_dot, share_scales, stream); break;
+    case GemvEpilogue::Store: launch_epilogue<W, GemvEpilogue::Store>(p, staged, vec, int_dot, stream); break;
+    case GemvEpilogue::Swiglu: launch_epilogue<W, GemvEpilogue::Swiglu>(p, staged, vec, int_dot, stream); break;
+    case GemvEpilogue::RopeKv: launch_epilogue<W, GemvEpilogue::RopeKv>(p, staged, vec, int_dot, stream); break;
   }
 }
 
