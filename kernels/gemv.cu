@@ -15,17 +15,14 @@ namespace llama_tp::kernels {
 
 namespace {
 
-// Warps per block: 8 for float weights (two blocks per SM), 16 for int8 (one block per SM: every
-// block stages all of x, so half the blocks read half the bytes of x from L2 before their dots can
-// start). On an H200, Llama-3-8B int8 decode (tg128): 366.3 -> 374.5 t/s with 16 in one call,
-// 364.4/363.0 -> 375.5/374.9 in another; bf16 lost 0.5% with 16 (243.9 -> 242.5), Llama-3.2-1B
-// bf16 1.2%. (Prefetching each block's share into L2 before the wait for the kernel before, the
-// first 8 to 64 MB of a launch: 8B bf16 even to -10%, int8 -1% to -10%; not kept.)
-template <typename W>
-constexpr int kBlockWarps = std::is_same_v<W, int8_t> ? 16 : 8;
-int block_warps(DType w) { return w == DType::I8 ? kBlockWarps<int8_t> : kBlockWarps<float>; }
-// Warps a GEMV keeps on each SM: two 8-warp blocks of float weights, one 16-warp block of int8.
-constexpr int kWarpsPerSm = 16;
+// Warps per block: 16, one block per SM (every block stages all of x, so two blocks of 8 read
+// twice the bytes of x from L2 before their dots can start). int8 took 16 in session 16 (H200,
+// Llama-3-8B int8 tg128 366.3 -> 374.5 t/s in one call, 364.4/363.0 -> 375.5/374.9 in another),
+// when float weights lost 0.5% with them; in session 24 float weights gained too (H200, same
+// call, 2 rounds: 8B bf16 tg128 252.7 -> 256.0 t/s, at depth 128 251.1 -> 254.6, Llama-3.2-1B
+// 1161.0 -> 1170.2). (Prefetching each block's share into L2 before the wait for the kernel
+// before, the first 8 to 64 MB of a launch: 8B bf16 even to -10%, int8 -1% to -10%; not kept.)
+constexpr int kBlockWarps = 16;
 constexpr int kUnroll = 4;            // 16-byte loads in flight per row and lane (two rows: 8)
 constexpr int kMaxStagedK = 16384;    // longest x kept in shared memory (64 KiB)
 
@@ -492,8 +489,8 @@ __device__ __forceinline__ void dot_batch_int(const Params<int8_t>& p, const Bat
 // within one pair. Its kBlockWarps / warps_per_pair warp groups take the pairs in turn. kIntDot:
 // int8 weights with integer dot products (staged, vector loads only).
 template <typename W, GemvEpilogue E, bool kStaged, bool kVec, bool kIntDot = false, bool kShareScales = false>
-__global__ void __launch_bounds__(kBlockWarps<W> * 32) gemv_kernel(Params<W> p) {
-  constexpr int kWarps = kBlockWarps<W>;
+__global__ void __launch_bounds__(kBlockWarps * 32) gemv_kernel(Params<W> p) {
+  constexpr int kWarps = kBlockWarps;
   extern __shared__ float4 smem4[];
   float* s_x = reinterpret_cast<float*>(smem4);
   __shared__ float s_part[2][kWarps];
@@ -702,7 +699,7 @@ int gemv_grid(int n_pairs, int groups, int fit, int sms) {
 // wait instead of before lost 5.2%.)
 template <typename W>
 void launch_pairs(void (*kernel)(Params<W>), const Params<W>& p, size_t smem, cudaStream_t stream) {
-  constexpr int kWarps = kBlockWarps<W>;
+  constexpr int kWarps = kBlockWarps;
   const int fit = resident_blocks(reinterpret_cast<const void*>(kernel), kWarps * 32, smem);
   const int blocks = gemv_grid(p.n_pairs, kWarps / p.warps_per_pair, fit, sm_count());
   CUDA_CHECK(launch(kernel, dim3(blocks), dim3(kWarps * 32), smem, stream, true, p));
@@ -760,8 +757,8 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
   LLAMA_TP_CHECK(staged || !in.norm, "gemv: rows of ", k, " are too long for the fused norm");
   const bool vec = k % kElems<W> == 0 && aligned16(w.data) && (staged || aligned16(in.x)) &&
                    (!kInt8 || w.group % 16 == 0);
-  LLAMA_TP_CHECK(wpp >= 0 && wpp <= kBlockWarps<W> && (wpp & (wpp - 1)) == 0,
-                 "gemv: warps_per_row must be a power of two up to ", kBlockWarps<W>, ", not ", wpp);
+  LLAMA_TP_CHECK(wpp >= 0 && wpp <= kBlockWarps && (wpp & (wpp - 1)) == 0,
+                 "gemv: warps_per_row must be a power of two up to ", kBlockWarps, ", not ", wpp);
   p.warps_per_pair = wpp > 0 ? wpp : gemv_warps_per_row(p.rows, k, w.dtype);
   const bool int_dot = kInt8 && int_dot_applies(k, vec);
   if (norm_ahead_applies(in, k, staged && vec && !int_dot)) p.norm_ahead = k / 4;
@@ -783,17 +780,16 @@ void launch_gemv(float* out, const GemvInput& in, const GemvWeight& w, int n, in
 
 bool gemv_stages_input(int k) { return k <= kMaxStagedK && size_t(k) * sizeof(float) <= size_t(smem_optin()); }
 
-// More warps per pair while the grid is short of 90% of kWarpsPerSm and each lane keeps at
+// More warps per pair while the grid is short of 90% of a block per SM and each lane keeps at
 // least two full batches of kUnroll 16-byte loads. Not the full grid: one just short of it (Llama-
-// 3-8B's o and down products, 2048 pairs: 256 blocks of 8 warps, 128 of 16 for int8) streams
+// 3-8B's o and down products, 2048 pairs: 128 blocks of 16 warps) streams
 // faster with one warp per pair than with twice the warps taking turns over the pairs. On an H200
 // within one call: Llama-3-8B bf16 tg128 236.1 -> 237.7 t/s, int8 364.9 -> 377.4, Llama-3.2-1B
 // 1034 -> 1062, Llama-2-7B 263.9 -> 268.9, TinyLlama 923 -> 945, 8B at depth 8192 213.3 -> 215.3.
 int gemv_warps_per_row(int n, int k, DType w_dtype) {
   const int pairs = cdiv(n, 2), lane_loads = k / (16 / int(dtype_size(w_dtype))) / 32;
-  const int warps = block_warps(w_dtype), blocks_per_sm = kWarpsPerSm / warps;
   int wpp = 1;
-  while (wpp < warps && 10 * cdiv(pairs, warps / wpp) < 9 * blocks_per_sm * sm_count() && lane_loads >= 2 * wpp * kUnroll)
+  while (wpp < kBlockWarps && 10 * cdiv(pairs, kBlockWarps / wpp) < 9 * sm_count() && lane_loads >= 2 * wpp * kUnroll)
     wpp *= 2;
   return wpp;
 }

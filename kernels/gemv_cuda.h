@@ -59,8 +59,7 @@ struct GemvRope {
 };
 
 // out: n floats (n = rows for Store and RopeKv, ffn for Swiglu). rope: RopeKv only.
-// warps_per_row: 1, 2, 4 or 8 warps share each row pair, up to 16 for int8 weights (0:
-// gemv_warps_per_row).
+// warps_per_row: 1, 2, 4, 8 or 16 warps share each row pair (0: gemv_warps_per_row).
 // Launched with programmatic dependent launch where the GPU has it (kernels/common_cuda.h).
 void gemv_cuda(float* out, const GemvInput& in, const GemvWeight& w, int n, int k, GemvEpilogue epilogue,
                const GemvRope* rope, cudaStream_t stream, int warps_per_row = 0);

@@ -27,10 +27,12 @@ using test::rel_error;
 // ‖Δ‖/‖ref‖ allowed for products with this weight dtype (cuBLAS also rounds x to it).
 double tolerance(DType dt) { return dt == DType::F32 ? 1e-5 : dt == DType::BF16 ? 1e-2 : 3e-3; }
 
-// ‖got - want‖ / ‖want‖ over n outputs, with ‖want‖ floored at a tenth of its typical size
+// ‖got - want‖ / ‖want‖ over n outputs, with ‖want‖ floored at a third of its typical size
 // (typical_square: the expected want[i]²): a few outputs whose terms happen to cancel are small
-// against their rounding. (Seen on an H200: the f16 GEMV case once in session 20; the f32 SwiGLU
-// case of one output from 8 columns in session 21, 2.5e-5 against 2e-5.)
+// against their rounding. (Seen on an H200 with a floor of a tenth: the f16 GEMV case once in
+// session 20; the f32 SwiGLU case of one output from 8 columns in session 21, 2.5e-5 against
+// 2e-5; cuBLAS's bf16 product of 3 rows of 8200 in session 24, 1.24e-2 against 1e-2. A wrong
+// row or dtype is off by the order of the outputs themselves.)
 double floored_error(const std::vector<float>& got, const std::vector<float>& want, size_t n,
                      double typical_square) {
   double num = 0, den = 0;
@@ -38,11 +40,10 @@ double floored_error(const std::vector<float>& got, const std::vector<float>& wa
     num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
     den += double(want[i]) * want[i];
   }
-  return std::sqrt(num / std::max(den, 0.01 * double(n) * typical_square));
+  return std::sqrt(num / std::max(den, double(n) * typical_square / 9.0));
 }
 
-// For n dot products of k values uniform in [-1, 1]: each term has variance 1/9. (For the 3
-// rows of 8200 in GemvMatchesCpuAndCublas, ‖want‖ below 0.13 of typical has P ~ 0.3%.)
+// For n dot products of k values uniform in [-1, 1]: each term has variance 1/9.
 double dot_error(const std::vector<float>& got, const std::vector<float>& want, int n, int k) {
   return floored_error(got, want, size_t(n), k / 9.0);
 }
@@ -117,7 +118,7 @@ TEST_P(CudaLinear, GemvEveryWarpsPerRow) {
       for (int j = 0; j < s.k; ++j) acc += double(x[j]) * w_r[size_t(r) * s.k + j];
       ref[r] = float(acc);
     }
-    for (int wpr : {1, 2, 4, 8}) {
+    for (int wpr : {1, 2, 4, 8, 16}) {
       Tensor out = be.alloc({1, s.n}, DType::F32);
       ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);
       kernels::gemv_cuda(out.data<float>(), x_dev.data<float>(), w_dev.raw(), dt, s.n, s.k,
@@ -126,7 +127,7 @@ TEST_P(CudaLinear, GemvEveryWarpsPerRow) {
       EXPECT_LT(dot_error(got, ref, s.n, s.k), 2e-5) << s.n << "x" << s.k << ", " << wpr << " warps per row";
     }
     const int chosen = kernels::gemv_warps_per_row(s.n, s.k, dt);
-    EXPECT_TRUE(chosen == 1 || chosen == 2 || chosen == 4 || chosen == 8) << chosen;
+    EXPECT_TRUE(chosen == 1 || chosen == 2 || chosen == 4 || chosen == 8 || chosen == 16) << chosen;
   }
 }
 
@@ -154,7 +155,7 @@ TEST_P(CudaLinear, GemvSwigluMatchesLinearThenSwiglu) {
     // cuBLAS (m > 1) rounds x to the weight dtype.
     EXPECT_LT(swiglu_error(got, ref, ref.size(), s.k), s.m == 1 ? 2e-5 : tolerance(dt)) << at;
     if (s.m != 1) continue;
-    for (int wpr : {1, 2, 4, 8}) {
+    for (int wpr : {1, 2, 4, 8, 16}) {
       ASSERT_EQ(cudaMemset(out.raw(), 0xff, out.nbytes()), cudaSuccess);
       kernels::gemv_swiglu_cuda(out.data<float>(), x_dev.data<float>(), w_dev.raw(), dt, s.ffn, s.k,
                                 static_cast<cudaStream_t>(be.stream()), wpr);
