@@ -1,8 +1,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cuda/atomic>
+#include <map>
+#include <mutex>
 #include <numbers>
 #include <string>
+#include <tuple>
 
 #include "kernels/attention_cuda.h"
 #include "kernels/common_cuda.h"
@@ -266,6 +269,43 @@ __host__ __device__ constexpr int decode_work_floats(int kg, int lanes, int head
   return keys > outs ? keys : outs;
 }
 
+// ---- Split combine within a thread block cluster (sm_90) ----
+// Where the splits that found keys all lie in the first cluster of their kv head (n_used <=
+// cluster), each writes its output, max and sum into a slot in the shared memory of the
+// cluster's first block (distributed shared memory) and arrives at the cluster barrier; that block
+// waits there and combines. This takes the place of a release fence, a count-in atomic and the
+// combine's reads of the partials from L2, three trips to L2 at the end of the kernel; clusters
+// that hold no keys leave at once.
+constexpr int kDecCluster = 4;  // blocks a cluster (portable sizes go to 8): 256 keys of Llama-3-8B
+// Floats of one split's slot: kg heads' outputs, then each head's max (base 2) and sum.
+__host__ __device__ constexpr int decode_slot_floats(int kg, int head_dim) { return kg * head_dim + 2 * kg; }
+
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_arrive_release() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait_acquire() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+// The address of *p's counterpart in the shared memory of block `rank` of the cluster.
+__device__ __forceinline__ float* cluster_block_smem(float* p, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint64_t r;
+  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(r) : "l"(p), "r"(rank));
+  return reinterpret_cast<float*>(r);
+#else
+  return p;
+#endif
+}
+
 struct DecodeParams {
   float* out;            // [n_heads][head_dim]
   const float* q;        // [n_heads][head_dim]
@@ -280,6 +320,7 @@ struct DecodeParams {
   unsigned* counters;    // [n_kv_heads] finished blocks, zero between launches (or null: the
                          // host position only, combine_kernel runs after)
   Timeline timeline;     // LLAMA_TP_TIMELINE (kernels/timeline_cuda.h)
+  int cluster;           // blocks of a thread block cluster along the splits (decode_cluster), or 1
 };
 
 // How the keys of a decode call are cut: split s < n_used takes keys [s * per_split, (s + 1) *
@@ -372,6 +413,14 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   const DecodeSplit ds = decode_split(n_keys, S, R * U);
   const int n_used = ds.n_used;
   const int key_begin = split * ds.per_split, key_end = min(n_keys, (split + 1) * ds.per_split);
+  // (Uniform over the grid.) A cluster past the first holds no keys then: nothing to do.
+  const bool clustered = p.cluster > 1 && n_used > 1 && n_used <= p.cluster;
+  if (clustered && split >= p.cluster) {
+    timeline_stamp(p.timeline, stamp_slot, 1);
+    timeline_stamp(p.timeline, stamp_slot, 2);
+    return;
+  }
+  if (clustered) cluster_arrive_relaxed();  // phase 1: this block runs (peers may write into the first one)
   if (prefetcher)
     for (int j = key_begin + rg; j < min(key_end, key_begin + kDecChunk); j += R)
       prefetch_l2(kh + size_t(j) * hd), prefetch_l2(vh + size_t(j) * hd);
@@ -388,6 +437,7 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
   float* s_l = s_m + kG;                           // [kG] running sum
   float* s_a = s_l + kG;                           // [kG] rescale of the accumulators (then 1 / sum)
   float* s_w = s_a + kG;                           // [kG][S] split weights (combine, not in quads)
+  float* s_slots = s_w + (decode_combines_in_quads(hd, p.out) ? 0 : kG * S);  // [cluster][slot] (clustered)
 
   // q in 16-byte loads (decode_plan: p.q is 16-byte aligned, V a multiple of 4), and only where
   // the split has keys: a launch covers the whole cache, so most splits of a short context have
@@ -538,6 +588,11 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
     __syncthreads();
   }
   const bool split_k = n_used > 1;
+  float* slot = nullptr;  // clustered: this split's slot in the first block of the cluster
+  if (clustered) {
+    cluster_wait_acquire();  // phase 1: every block of the cluster runs, so its shared memory exists
+    slot = cluster_block_smem(s_slots, 0) + split * decode_slot_floats(kG, hd);
+  }
   for (int idx = tid; idx < g * hd; idx += NT) {
     const int h = idx / hd, d = idx % hd;
     const size_t row = size_t(kvh) * g + h;
@@ -545,9 +600,31 @@ __device__ __forceinline__ void attention_decode_block(const DecodeParams& p, un
     for (int r = 0; r < RS; ++r) o += s_o[(r * kG + h) * hd + d];
     if (!has_keys) break;
     if (!split_k) p.out[row * hd + d] = o / s_l[h];
+    else if (clustered) slot[h * hd + d] = o;
     else p.part_o[(size_t(split) * p.n_heads + row) * hd + d] = o;
   }
   if (!split_k) return;
+  if (clustered) {
+    if (has_keys && tid < g) slot[kG * hd + 2 * tid] = s_m[tid], slot[kG * hd + 2 * tid + 1] = s_l[tid];
+    cluster_arrive_release();  // phase 2: this split's slot is written
+    if (split != 0) return;
+    cluster_wait_acquire();  // every split's slot is in (its release, this acquire)
+    const int sf = decode_slot_floats(kG, hd);
+    for (int idx = tid; idx < g * hd; idx += NT) {
+      const int h = idx / hd, d = idx % hd;
+      float m = -INFINITY;
+      for (int s = 0; s < n_used; ++s) m = fmaxf(m, s_slots[s * sf + kG * hd + 2 * h]);
+      float l = 0.f, o = 0.f;
+      for (int s = 0; s < n_used; ++s) {
+        const float* sl = s_slots + s * sf;
+        const float w = exp2f(sl[kG * hd + 2 * h] - m);
+        l += w * sl[kG * hd + 2 * h + 1];
+        o += w * sl[h * hd + d];
+      }
+      p.out[(size_t(kvh) * g + h) * hd + d] = o / l;
+    }
+    return;
+  }
   if (has_keys && tid < g) {
     float* ml = p.part_ml + (size_t(split) * p.n_heads + size_t(kvh) * g + tid) * 2;
     // The max in natural units, as combine_kernel takes it.
@@ -655,6 +732,8 @@ __global__ void __launch_bounds__(decode_threads(kG), (kG <= 4 ? 512 : 384) / de
 struct DecodePlan {
   bool ok = false;
   int kg = 0, lanes = 0, splits = 0;
+  int cluster = 1;  // DecodeParams::cluster
+  int resident_clusters = 0;  // where asked (decode_cluster)
   size_t smem = 0, workspace = 0;
 };
 
@@ -689,6 +768,68 @@ DecodeKernel decode_kernel(DType cache_dtype, int kg, int lanes) {
   return k;
 }
 
+// Launches the decode kernel, in clusters of plan.cluster blocks along the splits where > 1.
+cudaError_t launch_decode(const DecodePlan& plan, const AttentionArgs& a, const DecodeParams& p, cudaStream_t stream) {
+  const DecodeKernel kernel = decode_kernel(a.cache_dtype, plan.kg, plan.lanes);
+  const dim3 grid(plan.splits, a.n_kv_heads), block(decode_threads(plan.kg));
+  if (plan.cluster == 1) return launch(kernel, grid, block, plan.smem, stream, true, p);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = plan.smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = unsigned(plan.cluster), attr[0].val.clusterDim.y = 1, attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 2 : 1;
+  return cudaLaunchKernelEx(&cfg, kernel, p);
+}
+
+// Whether the splits combine within a cluster (kDecCluster; DecodeParams::cluster): on GPUs
+// with clusters (compute capability 9.0 and later), with the slots within the 48 KiB of shared
+// memory, and the splits a multiple of the cluster, as many as keep every cluster of the grid
+// resident at once (cudaOccupancyMaxActiveClusters; a cluster's blocks share a GPC), as the grid
+// of blocks is (decode_plan). LLAMA_TP_ATTENTION_CLUSTER=0: never, for comparisons.
+// Clusters of kDecCluster blocks of `kernel` (threads, smem) resident at once on this device,
+// asked once per device, kernel and size (0 where the query fails).
+int resident_clusters(DecodeKernel kernel, int threads, size_t smem) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int, const void*, int, size_t>, int> known;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return (void)cudaGetLastError(), 0;
+  const std::lock_guard<std::mutex> lock(mutex);
+  const auto key = std::make_tuple(dev, reinterpret_cast<const void*>(kernel), threads, smem);
+  if (const auto it = known.find(key); it != known.end()) return it->second;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(kDecCluster);
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = kDecCluster, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  int clusters = 0;
+  if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) clusters = 0, (void)cudaGetLastError();
+  return known[key] = clusters;
+}
+
+void decode_cluster(const AttentionArgs& a, DecodeKernel kernel, int threads, size_t base_smem, DecodePlan& p) {
+  static const bool allowed = env_allows("LLAMA_TP_ATTENTION_CLUSTER");
+  if (!allowed || device_attribute<cudaDevAttrComputeCapabilityMajor>(0) < 9 || p.splits < kDecCluster) return;
+  // (The shared memory for the largest count: the split weights, where they are needed, grow with it.)
+  const size_t smem = base_smem + (decode_combines_in_quads(a.head_dim, a.out) ? 0 : sizeof(float) * p.kg * p.splits) +
+                      sizeof(float) * kDecCluster * size_t(decode_slot_floats(p.kg, a.head_dim));
+  if (smem > 48 * 1024) return;
+  p.resident_clusters = resident_clusters(kernel, threads, smem);
+  const int splits = std::min(p.splits / kDecCluster, p.resident_clusters / a.n_kv_heads) * kDecCluster;
+  if (splits < kDecCluster) return;
+  p.cluster = kDecCluster, p.splits = splits, p.smem = smem;
+}
+
 // The decode kernel takes one token, 16-byte rows (head_dim a multiple of the vector width, at
 // most 32 vectors) and up to 8 query heads per kv head; with the position on the device it needs
 // the split counters. Other cases go to the general kernel.
@@ -715,6 +856,7 @@ DecodePlan decode_plan(const AttentionArgs& a) {
   // one fits every launch; only the combine's weights, where it needs them, take shared memory.)
   p.smem = base_smem + (decode_combines_in_quads(a.head_dim, a.out) ? 0 : sizeof(float) * p.kg * p.splits);
   p.workspace = p.splits > 1 ? sizeof(float) * size_t(p.splits) * a.n_heads * (a.head_dim + 2) : 0;
+  decode_cluster(a, decode_kernel(a.cache_dtype, p.kg, p.lanes), threads, base_smem, p);
   return p;
 }
 
@@ -732,11 +874,12 @@ void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* work
     p.part_ml = p.part_o + size_t(plan.splits) * a.n_heads * a.head_dim;
   }
   LLAMA_TP_CHECK(plan.smem <= 48 * 1024, "attention: decode plan needs ", plan.smem, " bytes of shared memory");
-  const dim3 grid(plan.splits, a.n_kv_heads);
-  CUDA_CHECK(launch(decode_kernel(a.cache_dtype, plan.kg, plan.lanes), grid, dim3(decode_threads(plan.kg)), plan.smem, stream, true, p));
+  p.cluster = plan.cluster;
+  CUDA_CHECK(launch_decode(plan, a, p, stream));
   CUDA_CHECK_LAUNCH();
   const int n_used = decode_split(a.pos0 + 1, plan.splits, decode_round_keys(plan.kg, plan.lanes)).n_used;
-  if (plan.splits > 1 && !a.split_counters && n_used > 1) {  // the host knows which splits found keys
+  // (The host knows which splits found keys; a cluster combines its own.)
+  if (plan.splits > 1 && !a.split_counters && n_used > 1 && n_used > plan.cluster) {
     combine_kernel<<<unsigned(a.n_heads), 128, sizeof(float) * 4 * cdiv(n_used, 4), stream>>>(
         a.out, p.part_o, p.part_ml, n_used, size_t(a.n_heads), a.head_dim);
     CUDA_CHECK_LAUNCH();
@@ -756,6 +899,11 @@ void kv_append_cuda(void* k_cache, void* v_cache, DType cache_dtype, const float
                                                       max_seq);
   });
   CUDA_CHECK_LAUNCH();
+}
+
+DecodeLaunch attention_decode_launch(const AttentionArgs& args) {
+  const DecodePlan d = decode_plan(args);
+  return d.ok ? DecodeLaunch{d.splits, d.cluster, d.resident_clusters} : DecodeLaunch{};
 }
 
 size_t attention_workspace_bytes(const AttentionArgs& args) {

@@ -45,5 +45,12 @@ struct AttentionArgs {
 // second kernel combines the partial softmaxes.
 // workspace: attention_workspace_bytes(args) bytes of device memory (may be 0 bytes / null).
 size_t attention_workspace_bytes(const AttentionArgs& args);
+// How a one-token call runs (tests, notes): its splits of the keys and blocks a thread block
+// cluster (1: none), and the clusters resident at once where that was asked; all 0 where the
+// general kernel takes it.
+struct DecodeLaunch {
+  int splits = 0, cluster = 0, resident_clusters = 0;
+};
+DecodeLaunch attention_decode_launch(const AttentionArgs& args);
 void attention_cuda(const AttentionArgs& args, void* workspace, cudaStream_t stream);
 }  // namespace llama_tp::kernels

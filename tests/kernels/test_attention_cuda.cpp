@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 #include "kernels/attention.h"
@@ -166,6 +167,42 @@ TEST_P(CudaAttention, DecodeShapes) {
       check(GetParam(), c, true, step_slot);
     }
   }
+}
+
+// Positions where the splits that found keys are few enough to combine within a thread block
+// cluster (sm_90: kernels/attention.cu, kDecCluster; elsewhere the count-in), on both sides of
+// the cluster's reach (Llama-3-8B heads: 64 keys a split, 4 splits a cluster, 256 keys), with
+// group sizes of 3, 4 and 8, head_dim 64, and an unaligned output (the weights in shared memory).
+TEST_P(CudaAttention, DecodeSplitsWithinACluster) {
+  SKIP_WITHOUT_GPU();
+  for (Case c : {Case{32, 8, 128, 1, 64, 300}, Case{32, 8, 128, 1, 127, 300}, Case{32, 8, 128, 1, 200, 300},
+                 Case{32, 8, 128, 1, 255, 300}, Case{32, 8, 128, 1, 256, 300}, Case{32, 8, 64, 1, 150, 600},
+                 Case{32, 8, 64, 1, 300, 600}, Case{8, 1, 128, 1, 150, 300}, Case{3, 1, 64, 1, 200, 300},
+                 Case{6, 2, 128, 1, 190, 200}}) {
+    for (int variant = 0; variant < 3; ++variant) {
+      const bool step_slot = variant >= 1, unaligned = variant == 2;
+      SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, hd " << c.head_dim << ", pos "
+                                      << c.pos0 << (step_slot ? ", step slot" : "") << (unaligned ? ", unaligned" : ""));
+      check(GetParam(), c, true, step_slot, unaligned);
+    }
+  }
+}
+
+// The Llama-3-8B decode the model runs (the position on the device, a cache of 8448 rows) takes
+// clusters on GPUs that have them, with no fewer than 3 blocks of 4 per kv head; the plan only
+// reads the pointers' alignment.
+TEST(CudaAttentionPlan, Llama3DecodeCombinesInClusters) {
+  SKIP_WITHOUT_GPU();
+  int major = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0), cudaSuccess);
+  auto* fake = reinterpret_cast<float*>(uintptr_t(1) << 20);
+  kernels::AttentionArgs a{fake, fake, 6144, fake, fake, DType::BF16, 1, 32, 8, 128, 0, 8448,
+                           reinterpret_cast<const int32_t*>(fake), reinterpret_cast<unsigned*>(fake)};
+  const kernels::DecodeLaunch l = kernels::attention_decode_launch(a);
+  std::printf("Llama-3-8B decode: %d splits, clusters of %d (%d clusters resident at once)\n", l.splits, l.cluster,
+              l.resident_clusters);
+  EXPECT_GE(l.splits, 12);
+  EXPECT_EQ(l.cluster, major >= 9 ? 4 : 1);
 }
 
 // Called directly without the split counters (as a kernel benchmark might), a one-token call
