@@ -56,9 +56,10 @@ if has hf8b; then
 fi
 if has bench; then
   note "## llama_tp bench (bf16, batch 1)"
-  timeout 200 "$bin" bench -m llama3-8b -p 128,2048 -n 128 -d 0,8192 -r 3 --ctx-size 8448 -o json ${BENCH_EXTRA:-} \
+  # (Depth 128: the positions HF decodes after its 128-token prompt, scripts/hf_bench.py.)
+  timeout 200 "$bin" bench -m llama3-8b -p 128,2048 -n 128 -d 0,128,8192 -r 3 --ctx-size 8448 -o json ${BENCH_EXTRA:-} \
     >"$logs/bench8b.json" 2>"$logs/bench8b.err"; tail -2 "$logs/bench8b.err"
-  timeout 100 "$bin" bench -m llama3.2-1b -p 128 -n 128 -r 3 -o json ${BENCH_EXTRA:-} >"$logs/bench1b.json" 2>"$logs/bench1b.err"
+  timeout 100 "$bin" bench -m llama3.2-1b -p 128 -n 128 -d 0,128 -r 3 -o json ${BENCH_EXTRA:-} >"$logs/bench1b.json" 2>"$logs/bench1b.err"
   tail -2 "$logs/bench1b.err"
 fi
 if has hfbench; then
