@@ -237,7 +237,8 @@ __global__ void combine_kernel(float* out, const float* part_o, const float* par
 // dots added with shuffles), softmax step on the chunk (block-wide running max and sum), then
 // p·V (each row group for its keys, each lane for its slice of the dims). The last block of a kv
 // head to finish combines the splits' partial softmaxes (counted in `counters`), so no second
-// kernel.
+// kernel; on sm_90, while the splits with keys fit one thread block cluster, its first block
+// (decode_cluster).
 
 // Threads of a block: 256 up to 4 query heads per kv head (for head_dim 128 in 16-bit: 16 row
 // groups of 16 lanes, 2 blocks per SM), 128 for 8 (their q and acc alone take 128 registers a
@@ -768,31 +769,6 @@ DecodeKernel decode_kernel(DType cache_dtype, int kg, int lanes) {
   return k;
 }
 
-// Launches the decode kernel, in clusters of plan.cluster blocks along the splits where > 1.
-cudaError_t launch_decode(const DecodePlan& plan, const AttentionArgs& a, const DecodeParams& p, cudaStream_t stream) {
-  const DecodeKernel kernel = decode_kernel(a.cache_dtype, plan.kg, plan.lanes);
-  const dim3 grid(plan.splits, a.n_kv_heads), block(decode_threads(plan.kg));
-  if (plan.cluster == 1) return launch(kernel, grid, block, plan.smem, stream, true, p);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = plan.smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(plan.cluster), attr[0].val.clusterDim.y = 1, attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl_enabled() ? 2 : 1;
-  return cudaLaunchKernelEx(&cfg, kernel, p);
-}
-
-// Whether the splits combine within a cluster (kDecCluster; DecodeParams::cluster): on GPUs
-// with clusters (compute capability 9.0 and later), with the slots within the 48 KiB of shared
-// memory, and the splits a multiple of the cluster, as many as keep every cluster of the grid
-// resident at once (cudaOccupancyMaxActiveClusters; a cluster's blocks share a GPC), as the grid
-// of blocks is (decode_plan). LLAMA_TP_ATTENTION_CLUSTER=0: never, for comparisons.
 // Clusters of kDecCluster blocks of `kernel` (threads, smem) resident at once on this device,
 // asked once per device, kernel and size (0 where the query fails).
 int resident_clusters(DecodeKernel kernel, int threads, size_t smem) {
@@ -809,7 +785,7 @@ int resident_clusters(DecodeKernel kernel, int threads, size_t smem) {
   cfg.dynamicSmemBytes = smem;
   cudaLaunchAttribute attr;
   attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = kDecCluster, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+  attr.val.clusterDim = {unsigned(kDecCluster), 1, 1};
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
   int clusters = 0;
@@ -817,6 +793,11 @@ int resident_clusters(DecodeKernel kernel, int threads, size_t smem) {
   return known[key] = clusters;
 }
 
+// Whether the splits combine within a cluster (kDecCluster; DecodeParams::cluster): on GPUs
+// with clusters (compute capability 9.0 and later), with the slots within the 48 KiB of shared
+// memory, and the splits a multiple of the cluster, as many as keep every cluster of the grid
+// resident at once (cudaOccupancyMaxActiveClusters; a cluster's blocks share a GPC), as the grid
+// of blocks is (decode_plan). LLAMA_TP_ATTENTION_CLUSTER=0: never, for comparisons.
 void decode_cluster(const AttentionArgs& a, DecodeKernel kernel, int threads, size_t base_smem, DecodePlan& p) {
   static const bool allowed = env_allows("LLAMA_TP_ATTENTION_CLUSTER");
   if (!allowed || device_attribute<cudaDevAttrComputeCapabilityMajor>(0) < 9 || p.splits < kDecCluster) return;
@@ -875,7 +856,8 @@ void attention_decode(const AttentionArgs& a, const DecodePlan& plan, void* work
   }
   LLAMA_TP_CHECK(plan.smem <= 48 * 1024, "attention: decode plan needs ", plan.smem, " bytes of shared memory");
   p.cluster = plan.cluster;
-  CUDA_CHECK(launch_decode(plan, a, p, stream));
+  CUDA_CHECK(launch_clustered(decode_kernel(a.cache_dtype, plan.kg, plan.lanes), dim3(plan.splits, a.n_kv_heads),
+                              dim3(decode_threads(plan.kg)), plan.smem, stream, true, unsigned(plan.cluster), p));
   CUDA_CHECK_LAUNCH();
   const int n_used = decode_split(a.pos0 + 1, plan.splits, decode_round_keys(plan.kg, plan.lanes)).n_used;
   // (The host knows which splits found keys; a cluster combines its own.)
