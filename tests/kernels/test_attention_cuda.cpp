@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <utility>
 
 #include "kernels/attention.h"
 #include "kernels/attention_cuda.h"
@@ -189,8 +190,9 @@ TEST_P(CudaAttention, DecodeSplitsWithinACluster) {
 }
 
 // The Llama-3-8B decode the model runs (the position on the device, a cache of 8448 rows) takes
-// clusters on GPUs that have them, with no fewer than 3 blocks of 4 per kv head; the plan only
-// reads the pointers' alignment.
+// clusters on GPUs that have them, with no fewer than 3 blocks of 4 per kv head; with clusters,
+// every one of them is resident at once (32 kv heads, as Llama-2-7B, on an H200: too few splits
+// would be left, so no clusters). The plan only reads the pointers' alignment.
 TEST(CudaAttentionPlan, Llama3DecodeCombinesInClusters) {
   SKIP_WITHOUT_GPU();
   int major = 0;
@@ -203,6 +205,15 @@ TEST(CudaAttentionPlan, Llama3DecodeCombinesInClusters) {
               l.resident_clusters);
   EXPECT_GE(l.splits, 12);
   EXPECT_EQ(l.cluster, major >= 9 ? 4 : 1);
+  a.n_heads = a.n_kv_heads = 32, a.q_stride = 3 * 32 * 128;
+  const kernels::DecodeLaunch mha = kernels::attention_decode_launch(a);
+  std::printf("32 kv heads: %d splits, clusters of %d\n", mha.splits, mha.cluster);
+  EXPECT_GE(mha.splits, 4);
+  for (auto [d, n_kv_heads] : {std::pair{l, 8}, std::pair{mha, 32}})
+    if (d.cluster > 1) {
+      EXPECT_EQ(d.splits % d.cluster, 0);
+      EXPECT_LE(d.splits / d.cluster * n_kv_heads, d.resident_clusters);
+    }
 }
 
 // Called directly without the split counters (as a kernel benchmark might), a one-token call
