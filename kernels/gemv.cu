@@ -681,8 +681,9 @@ int shared_scale_shift(int chunks_per_group, int groups) {
 // least a round for every resident block, all of them (fit per SM), the pairs spread evenly: every
 // SM then streams the same bytes (the last round of a block may be partly idle). Fewer pairs: one
 // round per block, as many blocks as that takes. On an H200, Llama-3-8B bf16 decode: the q/k/v
-// product (3072 pairs of 8 a round, 2 blocks per SM) went from 192 blocks of 2 rounds, with 60 SMs
-// moving twice the bytes of the other 72, to 264 blocks: 17.96 -> 16.90 us, the step +1%.
+// product (then in 8-warp blocks, 2 per SM: 3072 pairs of 8 a round) went from 192 blocks of 2
+// rounds, with 60 SMs moving twice the bytes of the other 72, to 264 blocks: 17.96 -> 16.90 us,
+// the step +1%.
 // (Before that the rule was the fewest rounds: 192 blocks had beaten 128 blocks of 3 rounds by 3%.)
 int gemv_grid(int n_pairs, int groups, int fit, int sms) {
   const int resident = fit * sms;
