@@ -800,12 +800,11 @@ int resident_clusters(DecodeKernel kernel, int threads, size_t smem) {
 // of blocks is (decode_plan), while that keeps at least 3/4 of the splits: fewer would slow long
 // contexts more than the combine gains (Llama-3-8B on an H200: 28 of 33, depth 8192 -0.2%; 32
 // kv heads, as Llama-2-7B, would keep 4 of 8). LLAMA_TP_ATTENTION_CLUSTER=0: never, for comparisons.
-void decode_cluster(const AttentionArgs& a, DecodeKernel kernel, int threads, size_t base_smem, DecodePlan& p) {
+void decode_cluster(const AttentionArgs& a, DecodeKernel kernel, int threads, DecodePlan& p) {
   static const bool allowed = env_allows("LLAMA_TP_ATTENTION_CLUSTER");
   if (!allowed || device_attribute<cudaDevAttrComputeCapabilityMajor>(0) < 9 || p.splits < kDecCluster) return;
-  // (The shared memory for the largest count: the split weights, where they are needed, grow with it.)
-  const size_t smem = base_smem + (decode_combines_in_quads(a.head_dim, a.out) ? 0 : sizeof(float) * p.kg * p.splits) +
-                      sizeof(float) * kDecCluster * size_t(decode_slot_floats(p.kg, a.head_dim));
+  // (p.smem is for the largest count: the split weights, where they are needed, grow with it.)
+  const size_t smem = p.smem + sizeof(float) * kDecCluster * size_t(decode_slot_floats(p.kg, a.head_dim));
   if (smem > 48 * 1024) return;
   p.resident_clusters = resident_clusters(kernel, threads, smem);
   const int splits = std::min(p.splits / kDecCluster, p.resident_clusters / a.n_kv_heads) * kDecCluster;
@@ -839,7 +838,7 @@ DecodePlan decode_plan(const AttentionArgs& a) {
   // one fits every launch; only the combine's weights, where it needs them, take shared memory.)
   p.smem = base_smem + (decode_combines_in_quads(a.head_dim, a.out) ? 0 : sizeof(float) * p.kg * p.splits);
   p.workspace = p.splits > 1 ? sizeof(float) * size_t(p.splits) * a.n_heads * (a.head_dim + 2) : 0;
-  decode_cluster(a, decode_kernel(a.cache_dtype, p.kg, p.lanes), threads, base_smem, p);
+  decode_cluster(a, decode_kernel(a.cache_dtype, p.kg, p.lanes), threads, p);
   return p;
 }
 

@@ -102,6 +102,13 @@ void check(DType dt, Case c, bool compare_unrounded = true, bool step_slot = fal
   }
 }
 
+// check() of one token with the case and the variant in the failure's trace.
+void check_decode(DType dt, Case c, bool step_slot, bool unaligned_out = false) {
+  SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, hd " << c.head_dim << ", pos "
+                                  << c.pos0 << (step_slot ? ", step slot" : "") << (unaligned_out ? ", unaligned" : ""));
+  check(dt, c, true, step_slot, unaligned_out);
+}
+
 class CudaAttention : public ::testing::TestWithParam<DType> {};
 
 #define SKIP_WITHOUT_GPU() \
@@ -144,11 +151,7 @@ TEST_P(CudaAttention, DecodeToAnUnalignedOutput) {
   SKIP_WITHOUT_GPU();
   for (Case c : {Case{32, 8, 128, 1, 1234, 2048}, Case{8, 1, 128, 1, 777, 1000}, Case{6, 2, 36, 1, 300, 401},
                  Case{2, 1, 64, 1, 8191, 8200}}) {
-    for (bool step_slot : {false, true}) {
-      SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, hd " << c.head_dim << ", pos "
-                                      << c.pos0 << (step_slot ? ", step slot" : ""));
-      check(GetParam(), c, true, step_slot, /*unaligned_out=*/true);
-    }
+    for (bool step_slot : {false, true}) check_decode(GetParam(), c, step_slot, /*unaligned_out=*/true);
   }
 }
 
@@ -162,11 +165,7 @@ TEST_P(CudaAttention, DecodeShapes) {
                  Case{16, 1, 64, 1, 400, 401}, Case{4, 2, 80, 1, 333, 400}, Case{4, 1, 96, 1, 260, 300},
                  Case{4, 2, 8, 1, 1000, 1001}, Case{4, 2, 16, 1, 127, 128}, Case{2, 1, 256, 1, 640, 700},
                  Case{8, 8, 64, 1, 20000, 20001}}) {
-    for (bool step_slot : {false, true}) {
-      SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, hd " << c.head_dim << ", pos "
-                                      << c.pos0 << (step_slot ? ", step slot" : ""));
-      check(GetParam(), c, true, step_slot);
-    }
+    for (bool step_slot : {false, true}) check_decode(GetParam(), c, step_slot);
   }
 }
 
@@ -180,12 +179,7 @@ TEST_P(CudaAttention, DecodeSplitsWithinACluster) {
                  Case{32, 8, 128, 1, 255, 300}, Case{32, 8, 128, 1, 256, 300}, Case{32, 8, 64, 1, 150, 600},
                  Case{32, 8, 64, 1, 300, 600}, Case{8, 1, 128, 1, 150, 300}, Case{3, 1, 64, 1, 200, 300},
                  Case{6, 2, 128, 1, 190, 200}}) {
-    for (int variant = 0; variant < 3; ++variant) {
-      const bool step_slot = variant >= 1, unaligned = variant == 2;
-      SCOPED_TRACE(testing::Message() << c.n_heads << "/" << c.n_kv_heads << " heads, hd " << c.head_dim << ", pos "
-                                      << c.pos0 << (step_slot ? ", step slot" : "") << (unaligned ? ", unaligned" : ""));
-      check(GetParam(), c, true, step_slot, unaligned);
-    }
+    for (int variant = 0; variant < 3; ++variant) check_decode(GetParam(), c, variant >= 1, variant == 2);
   }
 }
 
